@@ -1,0 +1,377 @@
+"""One HTTP/1.1 connection: request heads to scopes, pipelining, keep-alive and deadlines.
+
+The parser adapters (httptools, h11) subclass :class:`HTTPConnection` and only turn bytes into
+calls of :meth:`on_head`, :meth:`on_body` and :meth:`on_message_end`. Everything else about the
+connection is here, once: validating the head, building the scope, running one
+:class:`~asgi_worker.http.cycle.RequestCycle` at a time in request order, keep-alive, the
+header/idle/body/send deadlines that the server's tick enforces, and error responses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from .cycle import ASGI_VERSION, RequestCycle
+from .errors import RESPONSES, RequestError
+
+if TYPE_CHECKING:
+    from ..server import Server
+
+# Pipelined requests parsed ahead of the one being answered before reading pauses.
+MAX_PIPELINE = 16
+# Request body bytes the app left unread that we read and drop to keep the connection alive.
+MAX_DISCARD = 1024 * 1024
+
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
+
+
+class HTTPConnection(asyncio.Protocol):
+    """Parser-independent half of an HTTP/1.1 server connection."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.settings = server.settings
+        self.app = server.app
+        self.loop = server.loop
+        self.log = server.log
+        self.transport: asyncio.Transport | None = None
+        self.client: tuple[str, int] | None = None
+        self.sockname: tuple[str, int] | tuple[str, None] | None = None
+        self.scheme = "http"
+        self.cycle: RequestCycle | None = None  # the request being answered
+        self.parsing: RequestCycle | None = None  # the request whose body is being read
+        self.pipeline: deque[RequestCycle] = deque()
+        self.read_paused = False
+        self.write_paused = False
+        self.write_waiter: asyncio.Future[None] | None = None
+        self.deadline = 0.0
+        self.head_bytes = 0
+        self.discarded = 0
+        self.body_received = 0
+        self.upgrade_scope: dict[str, Any] | None = None
+        self.closed = False
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's are not subclasses
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.client = (str(peer[0]), int(peer[1]))
+        sock = transport.get_extra_info("sockname")
+        if isinstance(sock, tuple) and len(sock) >= 2:
+            self.sockname = (str(sock[0]), int(sock[1]))
+        elif isinstance(sock, str) and sock:
+            self.sockname = (sock, None)
+        if transport.get_extra_info("sslcontext") is not None:
+            self.scheme = "https"
+        first_wait = self.settings.keepalive or self.settings.header_timeout
+        self.deadline = self.loop.time() + first_wait
+        self.server.connection_made(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.connection_lost(self)
+        for cycle in (self.cycle, self.parsing, *self.pipeline):
+            if cycle is not None:
+                cycle.on_disconnect()
+        self.pipeline.clear()
+        waiter = self.write_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        waiter = self.write_waiter
+        if waiter is not None:
+            self.write_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait_writable(self) -> None:
+        """Wait until the transport's buffer drains (or the connection is lost)."""
+        if self.closed:
+            return
+        if self.write_waiter is None:
+            self.write_waiter = self.loop.create_future()
+        self.set_deadline(self.settings.send_timeout)
+        try:
+            await asyncio.shield(self.write_waiter)
+        finally:
+            self.clear_deadline()
+
+    # -- flow control and deadlines ------------------------------------------------------------
+
+    def pause_reading(self) -> None:
+        if not self.read_paused and self.transport is not None:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_paused and self.transport is not None and not self.closed:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def set_deadline(self, seconds: float) -> None:
+        self.deadline = self.loop.time() + seconds
+
+    def clear_deadline(self) -> None:
+        self.deadline = 0.0
+
+    def on_deadline(self) -> None:
+        """Called by the server's tick when :attr:`deadline` has passed."""
+        self.deadline = 0.0
+        if self.transport is None or self.closed:
+            return
+        if self.cycle is None and self.parsing is None:
+            # Idle keep-alive, or a head that did not arrive in time (slow sender).
+            self.transport.close()
+        else:
+            self.log.info("Closing connection from %s: client too slow", self._peer())
+            self.transport.abort()
+
+    # -- the server's requests of us -------------------------------------------------------------
+
+    def shutdown(self, grace: float) -> None:
+        """Graceful shutdown began: finish what is in flight, then close; close idle soon."""
+        if self.cycle is None and self.parsing is None and not self.pipeline:
+            deadline = self.loop.time() + grace
+            if not self.deadline or self.deadline > deadline:
+                self.deadline = deadline
+
+    def force_close(self) -> None:
+        """The graceful period ran out: apps see http.disconnect, the socket closes."""
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+
+    def describe(self) -> list[str]:
+        """The requests in flight on this connection, for the blocked-loop report."""
+        cycles = [c for c in (self.cycle, *self.pipeline) if c is not None]
+        return [f"{c.scope['method']} {c.scope['path']} from {self._peer()}" for c in cycles]
+
+    def keep_alive_allowed(self, cycle: RequestCycle) -> bool:
+        """Whether the response being written may leave the connection open."""
+        if self.server.draining or not self.settings.keepalive or self.upgrade_scope is not None:
+            return False
+        # An unsent 100 Continue means the client may never send the body we would skip.
+        return not (cycle.expect_100 and cycle.more_body)
+
+    # -- called by the parser adapters --------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.deadline = self.loop.time() + self.settings.header_timeout
+
+    def on_head(self, method: bytes, target: bytes, http_version: str,
+                headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None:
+        """A complete request head: validate it, build the scope, queue its cycle."""
+        self.head_bytes = 0
+        self.deadline = 0.0
+        expect_100 = False
+        host_seen = False
+        chunked = False
+        content_length = -1
+        upgrade = b""
+        for name, value in headers:
+            if name == b"host":
+                if host_seen:
+                    raise RequestError("bad_host", "more than one Host header")
+                host_seen = True
+            elif name == b"content-length":
+                if not value.isdigit() or (content_length >= 0 and int(value) != content_length):
+                    raise RequestError("content_length", f"Content-Length {value[:32]!r}")
+                content_length = int(value)
+            elif name == b"transfer-encoding":
+                if chunked:
+                    raise RequestError("bad_header", "more than one Transfer-Encoding header")
+                if value.strip(b" \t").lower() != b"chunked":
+                    raise RequestError("unsupported_te", f"Transfer-Encoding {value[:32]!r}")
+                chunked = True
+            elif name == b"expect":
+                if value.lower() != b"100-continue":
+                    raise RequestError("expectation_failed", f"Expect: {value[:32]!r}")
+                expect_100 = http_version == "1.1"
+            elif name == b"upgrade":
+                upgrade = value.lower()
+        if not host_seen and http_version == "1.1":
+            raise RequestError("missing_host")
+        if chunked and content_length >= 0:
+            raise RequestError("te_and_cl")
+        max_body = self.settings.max_body_size
+        if max_body and content_length > max_body:
+            raise RequestError("body_too_large", f"Content-Length {content_length}")
+        self.body_received = 0
+        scope = self._build_scope(method, target, http_version, headers)
+        if upgrade:
+            keep_alive = False
+            if (upgrade == b"websocket" and scope["method"] == "GET"
+                    and self.settings.ws_enabled and self._websocket_available()):
+                self.upgrade_scope = scope
+                return
+        has_body = chunked or content_length > 0
+        cycle = RequestCycle(self, scope, keep_alive, expect_100, has_body)
+        if self.server.access_log_enabled:
+            cycle.start_time = self.server.time()
+        self.parsing = cycle if has_body else None
+        if self.cycle is None:
+            self._run(cycle)
+        else:
+            self.pipeline.append(cycle)
+            if len(self.pipeline) >= MAX_PIPELINE:
+                self.pause_reading()
+
+    def on_body(self, data: bytes) -> None:
+        cycle = self.parsing
+        if cycle is None:
+            return
+        max_body = self.settings.max_body_size
+        if max_body:
+            self.body_received += len(data)
+            if self.body_received > max_body:
+                raise RequestError("body_too_large", f"more than {max_body} body bytes")
+        if cycle.complete:
+            self._discard(len(data))
+        else:
+            cycle.feed_body(data)
+
+    def on_message_end(self) -> None:
+        cycle = self.parsing
+        if cycle is None:
+            return
+        self.parsing = None
+        cycle.end_body()
+        if cycle.complete and self.cycle is None and not self.pipeline:
+            self._become_idle()
+
+    def on_bad_request(self, exc: RequestError) -> None:
+        """Answer a request we refuse with a short error and close the connection."""
+        self.log.warning("Invalid request from ip=%s: %s", self._peer(), exc.detail or exc.key)
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        answering = self.cycle
+        if answering is None or not answering.started:
+            for cycle in (answering, self.parsing, *self.pipeline):
+                if cycle is not None:
+                    cycle.on_disconnect()
+            transport.write(RESPONSES[exc.key])
+        transport.close()
+        self.closed = True
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _build_scope(self, method: bytes, target: bytes, http_version: str,
+                     headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+        query_start = target.find(b"?")
+        if query_start >= 0:
+            raw_path = target[:query_start]
+            query = target[query_start + 1:]
+        else:
+            raw_path = target
+            query = b""
+        if raw_path[:1] != b"/":
+            raw_path = _origin_path(raw_path, method)
+        try:
+            path = raw_path.decode("ascii")
+        except UnicodeDecodeError:
+            raise RequestError("bad_target", "non-ASCII bytes in the request target") from None
+        if "%" in path:
+            path = unquote(path)
+        root_path = self.settings.root_path
+        if root_path:
+            path = root_path + path
+            raw_path = root_path.encode() + raw_path
+        method_name = _METHODS.get(method)
+        if method_name is None:
+            method_name = method.decode("ascii")
+        return {
+            "type": "http",
+            "asgi": ASGI_VERSION,
+            "http_version": http_version,
+            "server": self.sockname,
+            "client": self.client,
+            "scheme": self.scheme,
+            "method": method_name,
+            "root_path": root_path,
+            "path": path,
+            "raw_path": raw_path,
+            "query_string": query,
+            "headers": headers,
+            "state": self.server.state.copy(),
+        }
+
+    def _run(self, cycle: RequestCycle) -> None:
+        self.cycle = cycle
+        task = cycle.task = self.loop.create_task(cycle.run(self.app))
+        self.server.on_request_start(cycle, task)
+
+    def on_response_complete(self, cycle: RequestCycle) -> None:
+        """The cycle wrote its whole response: account for it, then serve the next request."""
+        self.server.on_response_complete(cycle)
+        if self.cycle is cycle:
+            self.cycle = None
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        if not cycle.keep_alive:
+            transport.close()
+            self.closed = True
+            return
+        if self.pipeline:
+            self._run(self.pipeline.popleft())
+            if len(self.pipeline) < MAX_PIPELINE // 2 and self.parsing is None:
+                self.resume_reading()
+        elif self.parsing is cycle:
+            # The app answered without reading the whole body: read the rest and drop it.
+            cycle.body = b""
+            self.resume_reading()
+            self.set_deadline(self.settings.body_timeout)
+        else:
+            self._become_idle()
+
+    def _become_idle(self) -> None:
+        self.head_bytes = 0
+        if self.server.draining:
+            self.shutdown(self.server.drain_idle_grace)
+            if self.deadline == 0.0:
+                self.transport.close()  # type: ignore[union-attr]
+                return
+        else:
+            self.set_deadline(self.settings.keepalive)
+        self.resume_reading()
+
+    def _discard(self, size: int) -> None:
+        self.discarded += size
+        if self.discarded > MAX_DISCARD and self.transport is not None:
+            self.transport.close()
+            self.closed = True
+
+    def _websocket_available(self) -> bool:
+        return self.server.websocket_upgrade is not None
+
+    def start_upgrade(self, leftover: bytes) -> None:
+        """Hand the transport to the WebSocket protocol with the bytes after the head."""
+        scope = self.upgrade_scope
+        upgrade = self.server.websocket_upgrade
+        assert scope is not None and upgrade is not None and self.transport is not None
+        self.server.connection_lost(self)
+        upgrade(self.server, self.transport, scope, leftover)
+
+    def _peer(self) -> str:
+        return self.client[0] if self.client else "unix"
+
+
+def _origin_path(raw_path: bytes, method: bytes) -> bytes:
+    """The path of an absolute-form or asterisk-form target (RFC 9112 section 3.2)."""
+    if raw_path == b"*" and method == b"OPTIONS":
+        return b"*"
+    scheme_end = raw_path.find(b"://")
+    if scheme_end > 0 and raw_path[:scheme_end].lower() in (b"http", b"https"):
+        slash = raw_path.find(b"/", scheme_end + 3)
+        return raw_path[slash:] if slash >= 0 else b"/"
+    raise RequestError("bad_target", f"request target {raw_path[:64]!r}")

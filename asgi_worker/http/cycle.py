@@ -1,0 +1,359 @@
+"""The ASGI HTTP request/response cycle: one per request, the same for every parser.
+
+A cycle owns the ASGI side of one request: the scope, ``receive()`` (request body chunks, then
+``http.disconnect``), ``send()`` (response start and body, framed as Content-Length, chunked or
+close-delimited), flow control both ways, and what happens when the app fails. The connection
+that created it owns the socket, the parser and what comes after the response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+from ..types import ASGIApp, Message
+
+if TYPE_CHECKING:
+    from .connection import HTTPConnection
+
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+# Buffered request body above which reading from the socket pauses until the app receives.
+HIGH_WATER = 64 * 1024
+
+_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+").fullmatch
+_BAD_VALUE = re.compile(rb"[\x00\r\n]").search
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_LAST_CHUNK = b"0\r\n\r\n"
+_SERVER = b"server: gunicorn\r\n"
+_CLOSE = b"connection: close\r\n"
+_KEEP_ALIVE = b"connection: keep-alive\r\n"
+_CHUNKED = b"transfer-encoding: chunked\r\n"
+_NO_BODY_STATUS = frozenset({204, 304})
+_STATUS_LINES: dict[int, bytes] = {}
+
+
+def status_line(status: int) -> bytes:
+    """``HTTP/1.1 <status> <phrase>\\r\\n``, cached per status code."""
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        try:
+            phrase = HTTPStatus(status).phrase.encode("ascii")
+        except ValueError:
+            phrase = b""
+        line = _STATUS_LINES[status] = b"HTTP/1.1 %d %s\r\n" % (status, phrase)
+    return line
+
+
+class ClientDisconnected(OSError):
+    """``send()`` was called after the client went away (ASGI spec 2.4: an OSError)."""
+
+
+class RequestCycle:
+    """One request: its scope, ``receive()``/``send()``, and the response's framing state."""
+
+    __slots__ = (
+        "body", "bytes_sent", "chunked", "close_delimited", "complete", "conn",
+        "content_length", "disconnected", "duration", "expect_100", "final_sent", "head",
+        "is_head", "keep_alive", "length_left", "more_body", "no_body", "response_headers",
+        "scope", "start_time", "started", "status", "task", "waiter",
+    )
+
+    def __init__(self, conn: HTTPConnection, scope: dict[str, Any], keep_alive: bool,
+                 expect_100: bool, more_body: bool) -> None:
+        self.conn = conn
+        self.scope = scope
+        self.keep_alive = keep_alive
+        self.expect_100 = expect_100
+        self.is_head = scope["method"] == "HEAD"
+        self.body = b""
+        self.more_body = more_body
+        self.final_sent = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.disconnected = False
+        self.started = False
+        self.complete = False
+        self.status = 0
+        self.response_headers: Any = ()
+        self.head = b""
+        self.content_length = -1
+        self.length_left = -1
+        self.chunked = False
+        self.close_delimited = False
+        self.no_body = False
+        self.bytes_sent = 0
+        self.start_time = 0.0
+        self.duration = 0.0
+        self.task: asyncio.Task[None] | None = None
+
+    # -- driven by the connection ---------------------------------------------------------------
+
+    async def run(self, app: ASGIApp) -> None:
+        """Call the app and make sure the client gets a complete response or a closed socket."""
+        conn = self.conn
+        try:
+            await app(self.scope, self.receive, self.send)
+        except BaseException as exc:
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            self._on_app_error(exc)
+        else:
+            if not self.started:
+                if not self.disconnected:
+                    conn.log.error("ASGI app returned without starting a response: %s %s",
+                                   self.scope["method"], self.scope["path"])
+                    self._respond_500()
+            elif not self.complete:
+                conn.log.error("ASGI app returned without completing the response: %s %s",
+                               self.scope["method"], self.scope["path"])
+                self._abort_response()
+        finally:
+            conn.server.tasks.discard(self.task)  # type: ignore[arg-type]
+            self.task = None
+
+    def feed_body(self, data: bytes) -> None:
+        """A chunk of request body arrived from the parser."""
+        if self.complete or self.disconnected:
+            return
+        self.body += data
+        if len(self.body) > HIGH_WATER:
+            self.conn.pause_reading()
+        self._wake()
+
+    def end_body(self) -> None:
+        """The request message is complete."""
+        self.more_body = False
+        self._wake()
+
+    def on_disconnect(self) -> None:
+        """The client went away: pending and future ``receive()`` calls see ``http.disconnect``."""
+        self.disconnected = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- receive ---------------------------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        if self.expect_100:
+            self.expect_100 = False
+            if not self.started and not self.disconnected:
+                self.conn.transport.write(_CONTINUE)  # type: ignore[union-attr]
+        while not (self.disconnected or self.complete) and not self.body and (
+                self.more_body or self.final_sent):
+            await self._wait_for_client()
+        if self.disconnected or self.complete:
+            return {"type": "http.disconnect"}
+        body = self.body
+        self.body = b""
+        if len(body) > HIGH_WATER:
+            self.conn.resume_reading()
+        more_body = self.more_body
+        if not more_body:
+            self.final_sent = True
+        return {"type": "http.request", "body": body, "more_body": more_body}
+
+    async def _wait_for_client(self) -> None:
+        conn = self.conn
+        waiter = self.waiter = conn.loop.create_future()
+        reading = self.more_body
+        if reading:
+            conn.resume_reading()
+            conn.set_deadline(conn.settings.body_timeout)
+        try:
+            await waiter
+        finally:
+            if reading:
+                conn.clear_deadline()
+
+    # -- send ------------------------------------------------------------------------------------
+
+    async def send(self, message: Message) -> None:
+        conn = self.conn
+        if conn.write_paused and not self.disconnected:
+            await conn.wait_writable()
+        if self.disconnected:
+            raise ClientDisconnected("the client closed the connection")
+        kind = message["type"]
+        if not self.started:
+            if kind != "http.response.start":
+                raise RuntimeError(f"expected ASGI message 'http.response.start', got {kind!r}")
+            self._start_response(message)
+        elif kind != "http.response.body":
+            raise RuntimeError(f"unexpected ASGI message {kind!r} after the response started")
+        elif self.complete:
+            raise RuntimeError("unexpected ASGI message 'http.response.body' after the response "
+                               "completed")
+        else:
+            body = message.get("body", b"")
+            more_body = message.get("more_body", False)
+            if self.head:
+                self._write_first(body, more_body)
+            else:
+                self._write_more(body, more_body)
+
+    def _start_response(self, message: Message) -> None:
+        """Validate and encode the app's headers; written with the first body message."""
+        status = message["status"]
+        if type(status) is not int or not 200 <= status <= 999:
+            raise RuntimeError(f"invalid response status {status!r}")
+        headers = message.get("headers") or ()
+        lines = [status_line(status)]
+        content_length = -1
+        keep_alive = self.keep_alive
+        has_date = has_server = chunked = False
+        for name, value in headers:
+            if not _TOKEN(name) or _BAD_VALUE(value):
+                raise RuntimeError(f"invalid response header {name!r}: {value!r}")
+            lowered = name.lower()
+            if lowered == b"content-length":
+                content_length = _parse_content_length(value)
+            elif lowered == b"connection":
+                if b"close" in value.lower():
+                    keep_alive = False
+                continue
+            elif lowered == b"transfer-encoding":
+                chunked = True
+                continue
+            elif lowered == b"date":
+                has_date = True
+            elif lowered == b"server":
+                has_server = True
+            lines.append(b"%s: %s\r\n" % (name, value))
+        if not has_date:
+            lines.append(self.conn.server.date_header)
+        if not has_server:
+            lines.append(_SERVER)
+        self.started = True
+        self.status = status
+        self.response_headers = headers
+        self.keep_alive = keep_alive
+        self.content_length = -1 if chunked else content_length
+        self.chunked = chunked
+        self.no_body = self.is_head or status in _NO_BODY_STATUS
+        self.head = b"".join(lines)
+
+    def _write_first(self, body: bytes, more_body: bool) -> None:
+        """Write status line, headers and the first body bytes, in one write where possible."""
+        conn = self.conn
+        head = self.head
+        self.head = b""
+        framing = b""
+        if self.no_body:
+            if self.content_length < 0 and body and not more_body and self.is_head:
+                framing = b"content-length: %d\r\n" % len(body)
+        elif self.content_length >= 0:
+            self.length_left = self.content_length
+        elif not more_body and not self.chunked:
+            framing = b"content-length: %d\r\n" % len(body)
+            self.length_left = len(body)
+        elif self.scope["http_version"] == "1.0":
+            self.close_delimited = True
+            self.keep_alive = False
+        else:
+            self.chunked = True
+            framing = _CHUNKED
+        keep_alive = self.keep_alive and conn.keep_alive_allowed(self)
+        self.keep_alive = keep_alive
+        if not keep_alive:
+            framing += _CLOSE
+        elif self.scope["http_version"] == "1.0":
+            framing += _KEEP_ALIVE
+        head = head + framing + b"\r\n"
+        if self.no_body:
+            conn.transport.write(head)  # type: ignore[union-attr]
+            if not more_body:
+                self._finish()
+            return
+        self._write_body(head, body, more_body)
+
+    def _write_more(self, body: bytes, more_body: bool) -> None:
+        if self.no_body:
+            if not more_body:
+                self._finish()
+            return
+        self._write_body(b"", body, more_body)
+
+    def _write_body(self, head: bytes, body: bytes, more_body: bool) -> None:
+        transport = self.conn.transport
+        assert transport is not None
+        size = len(body)
+        if self.chunked:
+            if size:
+                data = b"%s%x\r\n%s\r\n" % (head, size, body)
+            else:
+                data = head
+            if not more_body:
+                data += _LAST_CHUNK
+        elif self.length_left >= 0:
+            if size > self.length_left:
+                self.conn.log.error("ASGI app sent more body than its Content-Length (%d): %s %s",
+                                    self.content_length, self.scope["method"], self.scope["path"])
+                body = body[: self.length_left]
+                size = len(body)
+                more_body = False
+                self.keep_alive = False
+            self.length_left -= size
+            if not more_body and self.length_left > 0:
+                self.conn.log.error("ASGI app sent less body than its Content-Length (%d): %s %s",
+                                    self.content_length, self.scope["method"],
+                                    self.scope["path"])
+                self.keep_alive = False
+            data = head + body if head else body
+        else:
+            data = head + body if head else body
+        if data:
+            transport.write(data)
+        self.bytes_sent += size
+        if not more_body:
+            self._finish()
+
+    def _finish(self) -> None:
+        self.complete = True
+        if self.start_time:
+            self.duration = time.time() - self.start_time
+        self._wake()
+        self.conn.on_response_complete(self)
+
+    # -- failures --------------------------------------------------------------------------------
+
+    def _on_app_error(self, exc: BaseException) -> None:
+        conn = self.conn
+        if self.disconnected or isinstance(exc, asyncio.CancelledError):
+            conn.log.debug("ASGI app ended after the client went away: %r", exc)
+        else:
+            conn.log.error("Exception in ASGI application (%s %s)", self.scope["method"],
+                           self.scope["path"], exc_info=exc)
+        if not self.started:
+            if not self.disconnected:
+                self._respond_500()
+        elif not self.complete:
+            self._abort_response()
+
+    def _respond_500(self) -> None:
+        self.status = 500
+        self.started = True
+        self.keep_alive = self.keep_alive and not self.more_body
+        self.head = b"".join((status_line(500), self.conn.server.date_header, _SERVER,
+                              b"content-type: text/plain; charset=utf-8\r\n"))
+        self._write_first(b"Internal Server Error\n", False)
+
+    def _abort_response(self) -> None:
+        """The response started but cannot complete: close so the client sees it is truncated."""
+        self.keep_alive = False
+        self.complete = True
+        self._wake()
+        self.conn.on_response_complete(self)
+
+
+def _parse_content_length(value: bytes) -> int:
+    if not value.isdigit():
+        raise RuntimeError(f"invalid response Content-Length {value!r}")
+    return int(value)

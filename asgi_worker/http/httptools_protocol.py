@@ -1,0 +1,107 @@
+"""httptools (llhttp) adapter: parser callbacks -> :class:`HTTPConnection` events.
+
+The default parser. It only collects the request head within Gunicorn's limits and forwards
+body bytes; validation, scopes and responses live in the shared connection and cycle.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import httptools
+
+from .connection import HTTPConnection
+from .errors import RequestError
+
+if TYPE_CHECKING:
+    from ..server import Server
+
+
+class HttpToolsProtocol(HTTPConnection):
+    """An HTTP/1.1 connection parsed by httptools."""
+
+    def __init__(self, server: Server) -> None:
+        super().__init__(server)
+        self.parser = httptools.HttpRequestParser(self)
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        settings = self.settings
+        self.limit_line = settings.limit_request_line
+        self.limit_fields = settings.limit_request_fields
+        self.limit_field_size = settings.limit_request_field_size
+        self.max_head = settings.max_head_size
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if self.parsing is None:
+            self.head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            if self.upgrade_scope is not None:
+                self.start_upgrade(data[exc.args[0]:])
+            return
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, RequestError):
+                self.on_bad_request(cause)
+                return
+            raise
+        except httptools.HttpParserError as exc:
+            self.on_bad_request(_classify(exc))
+            return
+        if self.parsing is None and self.head_bytes > self.max_head:
+            self.on_bad_request(RequestError("headers_too_large", "request head too large"))
+
+    # -- httptools callbacks -------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        line = len(self.parser.get_method()) + len(self.url) + 10
+        if line > self.limit_line:
+            raise RequestError("request_line_too_long", f"request line of {line}+ bytes")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        headers = self.headers
+        if len(headers) >= self.limit_fields:
+            raise RequestError("headers_too_large", "too many header fields")
+        if len(name) + len(value) + 4 > self.limit_field_size:
+            raise RequestError("headers_too_large", f"header field {name[:64]!r} too large")
+        headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        self.on_head(parser.get_method(), self.url, parser.get_http_version(), self.headers,
+                     parser.should_keep_alive())
+
+    def on_message_complete(self) -> None:
+        self.on_message_end()
+
+
+def _classify(exc: Exception) -> RequestError:
+    """Map an llhttp error to a row of the error table."""
+    text = str(exc)
+    lowered = text.lower()
+    if "transfer-encoding" in lowered and "content-length" in lowered:
+        return RequestError("te_and_cl", text)
+    if "transfer-encoding" in lowered:
+        return RequestError("unsupported_te", text)
+    if "content-length" in lowered:
+        return RequestError("content_length", text)
+    if "chunk" in lowered:
+        return RequestError("bad_chunk", text)
+    if "method" in lowered:
+        return RequestError("bad_method", text)
+    if "version" in lowered:
+        return RequestError("bad_version", text)
+    if "header" in lowered:
+        return RequestError("bad_header", text)
+    if "url" in lowered or "target" in lowered:
+        return RequestError("bad_target", text)
+    return RequestError("bad_request", text)

@@ -1,0 +1,257 @@
+"""The server inside one worker: listeners, connections, request budget, heartbeat and drain.
+
+It accepts on the sockets inherited from the arbiter with its own accept loop, so that at
+``worker_connections`` it can simply stop reading the listening socket and let the kernel hand
+new connections to the other workers. A tick every fraction of a second drives the heartbeat
+(``notify()``), the cached ``Date`` header and every connection deadline, so the hot path arms
+no timers. Shutdown (SIGTERM, ``max_requests``, arbiter gone) drains: stop accepting, let
+in-flight requests finish with ``Connection: close``, close idle connections, and after
+``graceful_timeout`` disconnect and cancel whatever is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from email.utils import formatdate
+from typing import Any, Protocol
+
+from .settings import Settings
+from .types import ASGIApp
+
+ACCEPT_BATCH = 64
+# Time an idle keep-alive connection gets, once draining began, for a request already on the
+# wire to arrive; closing it at once would race a client that just sent one.
+DRAIN_IDLE_GRACE = 0.5
+_ACCEPT_PAUSE_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+class Connection(Protocol):
+    """What the server asks of every connection protocol (HTTP and WebSocket)."""
+
+    deadline: float
+
+    def on_deadline(self) -> None: ...
+    def shutdown(self, grace: float) -> None: ...
+    def force_close(self) -> None: ...
+    def describe(self) -> list[str]: ...
+
+
+WebSocketUpgrade = Callable[["Server", asyncio.Transport, dict[str, Any], bytes], None]
+
+
+class Server:
+    """Serves one worker's listening sockets until it is told to stop."""
+
+    def __init__(self, *, app: ASGIApp, settings: Settings, log: Any, sockets: list[Any],
+                 state: dict[str, Any], heartbeat: Callable[[], None],
+                 protocol_factory: Callable[[Server], asyncio.Protocol],
+                 access_logger: Any = None, hooks: Any = None,
+                 websocket_upgrade: WebSocketUpgrade | None = None) -> None:
+        self.app = app
+        self.settings = settings
+        self.log = log
+        self.state = state
+        self.heartbeat = heartbeat
+        self.protocol_factory = protocol_factory
+        self.access_logger = access_logger
+        self.access_log_enabled = access_logger is not None
+        self.hooks = hooks
+        self.websocket_upgrade = websocket_upgrade
+        self.loop = asyncio.get_running_loop()
+        self.listeners = [getattr(s, "sock", s) for s in sockets]
+        self.connections: set[Any] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.pending = 0
+        self.accepting = False
+        self.requests = 0
+        self.draining = False
+        self.drain_idle_grace = DRAIN_IDLE_GRACE
+        self.shutdown_reason = ""
+        self.shutdown_at = 0.0
+        self.fast_exit = False
+        self.started = False
+        self.date_header = b""
+        self.last_tick = time.monotonic()
+        self.time = time.time
+        self._stop = self.loop.create_future()
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._tick_interval = min(0.5, max(settings.timeout / 4, 0.05))
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Accept and serve until shutdown is requested, then drain and return."""
+        self._update_date()
+        for sock in self.listeners:
+            sock.setblocking(False)
+        self._tick()
+        if not self.draining:
+            self._start_accepting()
+        self.started = True
+        await self._stop
+        await self._drain()
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+
+    def begin_shutdown(self, reason: str, fast: bool = False) -> None:
+        """Stop accepting and start draining (or, with ``fast``, close everything now)."""
+        if fast:
+            self.fast_exit = True
+        if self.draining:
+            if fast and not self._stop.done():
+                self._stop.set_result(None)
+            return
+        self.draining = True
+        self.shutdown_reason = reason
+        self.shutdown_at = self.loop.time()
+        self._stop_accepting()
+        if not self._stop.done():
+            self._stop.set_result(None)
+
+    async def _drain(self) -> None:
+        settings = self.settings
+        if self.fast_exit:
+            deadline = self.loop.time()
+        else:
+            # Leave part of graceful_timeout for lifespan shutdown before the arbiter's SIGKILL.
+            reserve = min(2.0, settings.graceful_timeout / 4)
+            deadline = self.shutdown_at + max(settings.graceful_timeout - reserve, 0.0)
+            self.log.info("Worker draining (%s): %d connection(s), %d task(s) in flight",
+                          self.shutdown_reason, len(self.connections), len(self.tasks))
+        for conn in tuple(self.connections):
+            conn.shutdown(self.drain_idle_grace)
+        while (self.connections or self.tasks) and self.loop.time() < deadline:
+            if self.fast_exit:
+                break
+            await asyncio.sleep(0.05)
+        if self.connections or self.tasks:
+            if not self.fast_exit:
+                self.log.warning("Graceful timeout: closing %d connection(s), cancelling %d "
+                                 "task(s)", len(self.connections), len(self.tasks))
+            for conn in tuple(self.connections):
+                conn.force_close()
+            await self._cancel_tasks(grace=0.0 if self.fast_exit else 0.5)
+
+    async def _cancel_tasks(self, grace: float) -> None:
+        if grace and self.tasks:
+            # Apps that were told about the disconnect get a moment to return on their own.
+            await asyncio.wait(tuple(self.tasks), timeout=grace)
+        tasks = tuple(self.tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
+
+    # -- accepting -----------------------------------------------------------------------------
+
+    def _start_accepting(self) -> None:
+        if self.accepting or self.draining:
+            return
+        self.accepting = True
+        for sock in self.listeners:
+            self.loop.add_reader(sock.fileno(), self._accept, sock)
+
+    def _stop_accepting(self) -> None:
+        if not self.accepting:
+            return
+        self.accepting = False
+        for sock in self.listeners:
+            self.loop.remove_reader(sock.fileno())
+
+    def _accept(self, listener: socket.socket) -> None:
+        limit = self.settings.worker_connections
+        for _ in range(ACCEPT_BATCH):
+            if len(self.connections) + self.pending >= limit:
+                self._stop_accepting()
+                return
+            try:
+                sock, _addr = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in _ACCEPT_PAUSE_ERRORS:
+                    self.log.error("accept() failed: %s; pausing accept for 1s", exc)
+                    self._stop_accepting()
+                    self.loop.call_later(1.0, self._resume_accepting)
+                    return
+                if exc.errno == errno.ECONNABORTED:
+                    continue
+                raise
+            self.pending += 1
+            self.loop.create_task(self._setup(sock))
+
+    async def _setup(self, sock: socket.socket) -> None:
+        ssl_context: ssl.SSLContext | None = self.settings.ssl_context
+        try:
+            sock.setblocking(False)
+            await self.loop.connect_accepted_socket(
+                lambda: self.protocol_factory(self), sock, ssl=ssl_context,
+                ssl_handshake_timeout=self.settings.header_timeout if ssl_context else None)
+        except (OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
+            self.log.debug("Connection setup failed: %r", exc)
+            sock.close()
+        finally:
+            self.pending -= 1
+            self._resume_accepting()
+
+    def _resume_accepting(self) -> None:
+        if (not self.accepting and not self.draining
+                and len(self.connections) + self.pending < self.settings.worker_connections):
+            self._start_accepting()
+
+    # -- connection bookkeeping -------------------------------------------------------------------
+
+    def connection_made(self, conn: Any) -> None:
+        self.connections.add(conn)
+        if self.draining:
+            conn.shutdown(self.drain_idle_grace)
+
+    def connection_lost(self, conn: Any) -> None:
+        self.connections.discard(conn)
+        if not self.accepting:
+            self._resume_accepting()
+
+    def on_request_start(self, cycle: Any, task: asyncio.Task[Any]) -> None:
+        self.tasks.add(task)
+        if self.hooks is not None:
+            self.hooks.pre_request(cycle)
+
+    def on_response_complete(self, cycle: Any) -> None:
+        """Count the request toward ``max_requests``, log it, run ``post_request``."""
+        self.requests += 1
+        if self.access_logger is not None:
+            self.access_logger.record(cycle)
+        if self.hooks is not None:
+            self.hooks.post_request(cycle)
+        budget = self.settings.max_requests
+        if budget and self.requests >= budget and not self.draining:
+            self.log.info("Autorestarting worker after %d requests (max_requests)", self.requests)
+            self.begin_shutdown("max_requests reached")
+
+    def in_flight(self) -> list[str]:
+        """Descriptions of the requests in flight, for the blocked-loop report."""
+        described: list[str] = []
+        for conn in tuple(self.connections):
+            described.extend(conn.describe())
+        return described
+
+    # -- the tick --------------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        self.last_tick = time.monotonic()
+        self._tick_handle = self.loop.call_later(self._tick_interval, self._tick)
+        self.heartbeat()
+        self._update_date()
+        now = self.loop.time()
+        for conn in tuple(self.connections):
+            deadline = conn.deadline
+            if deadline and deadline <= now:
+                conn.on_deadline()
+
+    def _update_date(self) -> None:
+        self.date_header = b"date: %s\r\n" % formatdate(usegmt=True).encode("ascii")

@@ -1,0 +1,318 @@
+"""Settings: the one place that reads Gunicorn's ``cfg``, turned into a typed, frozen object.
+
+Everything else in the worker reads :class:`Settings`; nothing else touches ``cfg``. Options that
+Gunicorn has no setting for (WebSocket ping, body limits, ...) come from ``ASGI_WORKER_*``
+environment variables, which users set with ``--env`` / ``raw_env`` or in ``gunicorn.conf.py``.
+Every value is validated here, so a bad one stops the worker at start-up with a clear message.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Gunicorn's own bounds for the request limits (gunicorn/http/message.py).
+MAX_REQUEST_LINE = 8190
+MAX_HEADERS = 32768
+DEFAULT_MAX_HEADERFIELD_SIZE = 8190
+# What "0 = unlimited" means here: large, but still a bound, so memory stays bounded.
+UNLIMITED_LINE = 1024 * 1024
+
+ENV_PREFIX = "ASGI_WORKER_"
+
+
+class SettingsError(ValueError):
+    """A setting has a value the worker cannot run with; the message says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every knob the server reads, resolved once per worker process."""
+
+    # Worker flavour
+    parser: str = "httptools"
+    loop: str = "auto"
+    lifespan: str = "auto"
+    # Process and connection lifecycle (seconds)
+    timeout: float = 30.0
+    graceful_timeout: float = 30.0
+    keepalive: float = 2.0
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    send_timeout: float = 60.0
+    worker_connections: int = 1000
+    max_requests: int = 0
+    # Request limits
+    limit_request_line: int = 4094
+    limit_request_fields: int = 100
+    limit_request_field_size: int = 8190
+    max_body_size: int = 0
+    # Proxies and paths
+    root_path: str = ""
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
+    secure_scheme_headers: Mapping[str, str] = field(default_factory=dict)
+    forwarder_headers: tuple[str, ...] = ()
+    proxy_protocol: bool = False
+    proxy_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
+    # TLS
+    ssl_context: ssl.SSLContext | None = None
+    # Logging and hooks
+    access_log_enabled: bool = False
+    access_log_format: str = ""
+    access_log_fast: bool = True
+    pre_request: Callable[..., Any] | None = None
+    post_request: Callable[..., Any] | None = None
+    # WebSocket
+    ws_enabled: bool = True
+    ws_ping_interval: float = 20.0
+    ws_ping_timeout: float = 20.0
+    ws_max_message_size: int = 16 * 1024 * 1024
+    ws_per_message_deflate: bool = True
+    # Start-up warnings for settings this worker cannot honour
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def max_head_size(self) -> int:
+        """The most bytes a request head may take before it is refused (431)."""
+        return self.limit_request_line + self.limit_request_fields * (
+            self.limit_request_field_size + 2
+        ) + 4
+
+
+def from_cfg(cfg: Any, *, parser: str, max_requests: int, log: Any = None) -> Settings:
+    """Build :class:`Settings` from Gunicorn's ``cfg`` and the worker's environment.
+
+    ``max_requests`` is the budget Gunicorn's base worker already drew (with jitter).
+    """
+    env = _worker_env(cfg)
+    warnings: list[str] = []
+    get = _getter(cfg)
+
+    parser = _choice(env.get("HTTP_PARSER", parser), ("httptools", "h11"), "HTTP_PARSER")
+    loop = _choice(env.get("LOOP", get("asgi_loop", "auto")), ("auto", "uvloop", "asyncio"),
+                   "LOOP")
+    lifespan = _choice(env.get("LIFESPAN", get("asgi_lifespan", "auto")), ("auto", "on", "off"),
+                       "LIFESPAN")
+
+    if get("threads", 1) > 1:
+        warnings.append(f"threads={get('threads', 1)} is ignored: this worker runs one event loop "
+                        "per process; use --workers to scale")
+    if get("http_protocols", "h1") not in ("h1", ["h1"], ("h1",)):
+        warnings.append(f"http_protocols={get('http_protocols', 'h1')!r}: this worker speaks "
+                        "HTTP/1.1 only")
+    if get("sendfile", None):
+        warnings.append("sendfile has no effect: ASGI apps send bodies through send()")
+
+    ws_max = env.get("WS_MAX_MESSAGE_SIZE")
+    settings = Settings(
+        parser=parser,
+        loop=loop,
+        lifespan=lifespan,
+        timeout=float(get("timeout", 30)),
+        graceful_timeout=float(get("graceful_timeout", 30)),
+        keepalive=max(0.0, float(get("keepalive", 2))),
+        header_timeout=_positive(env.get("HEADER_TIMEOUT", "10"), "HEADER_TIMEOUT"),
+        body_timeout=_positive(env.get("BODY_TIMEOUT", "60"), "BODY_TIMEOUT"),
+        send_timeout=_positive(env.get("SEND_TIMEOUT", "60"), "SEND_TIMEOUT"),
+        worker_connections=max(1, int(get("worker_connections", 1000))),
+        max_requests=max_requests,
+        limit_request_line=_limit_line(int(get("limit_request_line", 4094))),
+        limit_request_fields=_limit_fields(int(get("limit_request_fields", 100))),
+        limit_request_field_size=_limit_field_size(int(get("limit_request_field_size", 8190))),
+        max_body_size=int(_non_negative(env.get("MAX_BODY_SIZE", "0"), "MAX_BODY_SIZE")),
+        root_path=_root_path(cfg, get),
+        forwarded_allow_ips=_ip_list(get("forwarded_allow_ips", "127.0.0.1,::1")),
+        secure_scheme_headers={k.upper(): v for k, v in
+                               (get("secure_scheme_headers", {}) or {}).items()},
+        forwarder_headers=_name_list(get("forwarder_headers", "")),
+        proxy_protocol=_proxy_protocol_enabled(get("proxy_protocol", False)),
+        proxy_allow_ips=_ip_list(get("proxy_allow_ips", "127.0.0.1,::1")),
+        ssl_context=build_ssl_context(cfg) if getattr(cfg, "is_ssl", False) else None,
+        access_log_enabled=_access_log_enabled(get),
+        access_log_format=str(get("access_log_format", "")),
+        access_log_fast=_fast_access_log(cfg, log),
+        pre_request=_custom_hook(cfg, "pre_request"),
+        post_request=_custom_hook(cfg, "post_request"),
+        ws_enabled=_bool(env.get("WS", "on"), "WS"),
+        ws_ping_interval=_non_negative(env.get("WS_PING_INTERVAL", "20"), "WS_PING_INTERVAL"),
+        ws_ping_timeout=_non_negative(env.get("WS_PING_TIMEOUT", "20"), "WS_PING_TIMEOUT"),
+        ws_max_message_size=int(_non_negative(ws_max, "WS_MAX_MESSAGE_SIZE")) if ws_max
+        else int(get("websocket_max_message_size", 16 * 1024 * 1024)),
+        ws_per_message_deflate=_bool(env.get("WS_PER_MESSAGE_DEFLATE", "on"),
+                                     "WS_PER_MESSAGE_DEFLATE"),
+        warnings=tuple(warnings),
+    )
+    return settings
+
+
+def build_ssl_context(cfg: Any) -> ssl.SSLContext:
+    """Build the TLS context the way Gunicorn does, including the ``ssl_context`` hook.
+
+    Any failure raises :class:`SettingsError`: the worker must stop rather than serve plaintext.
+    """
+    try:
+        from gunicorn import sock
+
+        context = sock.ssl_context(cfg)
+    except Exception as exc:
+        raise SettingsError(f"TLS is configured but the SSL context could not be built: "
+                            f"{type(exc).__name__}: {exc}") from exc
+    if not isinstance(context, ssl.SSLContext):
+        raise SettingsError(f"the ssl_context hook returned {type(context).__name__}, "
+                            "not an ssl.SSLContext")
+    return context
+
+
+KNOWN_ENV = frozenset({
+    "HTTP_PARSER", "LOOP", "LIFESPAN", "HEADER_TIMEOUT", "BODY_TIMEOUT", "SEND_TIMEOUT",
+    "MAX_BODY_SIZE", "WS", "WS_PING_INTERVAL", "WS_PING_TIMEOUT", "WS_MAX_MESSAGE_SIZE",
+    "WS_PER_MESSAGE_DEFLATE",
+})
+
+
+def _worker_env(cfg: Any) -> dict[str, str]:
+    """The ``ASGI_WORKER_*`` options, from ``raw_env`` first, then the process environment."""
+    merged: dict[str, str] = {}
+    sources: list[Mapping[str, str]] = [os.environ, getattr(cfg, "env", None) or {}]
+    for source in sources:
+        for key, value in source.items():
+            if key.startswith(ENV_PREFIX):
+                merged[key[len(ENV_PREFIX):]] = value
+    unknown = sorted(set(merged) - KNOWN_ENV)
+    if unknown:
+        names = ", ".join(ENV_PREFIX + name for name in unknown)
+        known = ", ".join(ENV_PREFIX + name for name in sorted(KNOWN_ENV))
+        raise SettingsError(f"unknown worker option(s) {names}; known options: {known}")
+    return merged
+
+
+def _getter(cfg: Any) -> Callable[[str, Any], Any]:
+    """Read a Gunicorn setting, or a default when the installed Gunicorn does not have it."""
+    settings = getattr(cfg, "settings", {})
+
+    def get(name: str, default: Any) -> Any:
+        if name in settings:
+            return settings[name].get()
+        return default
+
+    return get
+
+
+def _choice(value: str, choices: tuple[str, ...], name: str) -> str:
+    value = value.strip().lower()
+    if value not in choices:
+        raise SettingsError(f"{ENV_PREFIX}{name}={value!r}: expected one of {', '.join(choices)}")
+    return value
+
+
+def _number(value: str | None, name: str) -> float:
+    try:
+        return float(value if value is not None else "")
+    except ValueError:
+        raise SettingsError(f"{ENV_PREFIX}{name}={value!r}: expected a number") from None
+
+
+def _positive(value: str | None, name: str) -> float:
+    number = _number(value, name)
+    if number <= 0:
+        raise SettingsError(f"{ENV_PREFIX}{name}={value!r}: expected a number above 0")
+    return number
+
+
+def _non_negative(value: str | None, name: str) -> float:
+    number = _number(value, name)
+    if number < 0:
+        raise SettingsError(f"{ENV_PREFIX}{name}={value!r}: expected 0 or more")
+    return number
+
+
+def _bool(value: str, name: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "on", "true", "yes"):
+        return True
+    if lowered in ("0", "off", "false", "no"):
+        return False
+    raise SettingsError(f"{ENV_PREFIX}{name}={value!r}: expected on or off")
+
+
+def _limit_line(value: int) -> int:
+    if value == 0:
+        return UNLIMITED_LINE
+    if value < 0 or value >= MAX_REQUEST_LINE:
+        return MAX_REQUEST_LINE
+    return value
+
+
+def _limit_fields(value: int) -> int:
+    return MAX_HEADERS if value <= 0 or value > MAX_HEADERS else value
+
+
+def _limit_field_size(value: int) -> int:
+    return UNLIMITED_LINE if value <= 0 else value
+
+
+def _ip_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = value.split(",")
+    return tuple(item.strip() for item in value or () if item.strip())
+
+
+def _name_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = value.split(",")
+    return tuple(item.strip().upper() for item in value or () if item.strip())
+
+
+def _proxy_protocol_enabled(value: Any) -> bool:
+    # Gunicorn <= 23 has a boolean; newer ones take off/v1/v2/auto.
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "off", "false", "none", "0")
+    return bool(value)
+
+
+def _root_path(cfg: Any, get: Callable[[str, Any], Any]) -> str:
+    root = str(get("root_path", "") or "")
+    if not root:
+        env = getattr(cfg, "env", None) or {}
+        root = env.get("SCRIPT_NAME") or os.environ.get("SCRIPT_NAME", "")
+    root = root.rstrip("/")
+    if root and not root.startswith("/"):
+        raise SettingsError(f"root_path {root!r} must start with '/'")
+    return root
+
+
+def _access_log_enabled(get: Callable[[str, Any], Any]) -> bool:
+    """Gunicorn writes access lines only when one of these is set (glogging.Logger.access)."""
+    return bool(
+        get("accesslog", None)
+        or get("logconfig", None)
+        or get("logconfig_dict", None)
+        or get("logconfig_json", None)
+        or (get("syslog", False) and not get("disable_redirect_access_to_syslog", False))
+    )
+
+
+def _fast_access_log(cfg: Any, log: Any) -> bool:
+    """Format access lines ourselves only for Gunicorn's stock logger (no statsd, no subclass)."""
+    if log is None:
+        return True
+    try:
+        from gunicorn.glogging import Logger
+    except ImportError:  # pragma: no cover - gunicorn is a dependency
+        return False
+    return type(log) is Logger and not getattr(cfg, "statsd_host", None)
+
+
+def _custom_hook(cfg: Any, name: str) -> Callable[..., Any] | None:
+    """A server hook the user set, or None when it is Gunicorn's default (skip the work)."""
+    setting = getattr(cfg, "settings", {}).get(name)
+    if setting is None:
+        return None
+    value = setting.get()
+    default = setting.default
+    if value is default or getattr(value, "__code__", None) is getattr(default, "__code__", 0):
+        return None
+    return value  # type: ignore[no-any-return]
