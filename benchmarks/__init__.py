@@ -1,0 +1,1 @@
+"""Benchmark harness for asgi_worker (see benchmarks/README.md)."""

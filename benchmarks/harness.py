@@ -1,0 +1,283 @@
+"""The interleaved measurement loop: rounds x scenarios x servers (rotated per round)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from benchmarks import servers
+from benchmarks.paths import REPO, VENV_PYTHON, WORK
+from benchmarks.scenarios import SCENARIOS, Measurement, Scenario, Settings, measure, start_fresh
+from benchmarks.servers import SERVERS, RunningServer, ServerSpec, StartError
+
+HARNESS_CPU = 1
+PACKAGES = [
+    "gunicorn",
+    "uvicorn",
+    "uvicorn-worker",
+    "granian",
+    "hypercorn",
+    "uvloop",
+    "httptools",
+    "h11",
+    "websockets",
+    "asgi-worker",
+]
+MAX_RESTARTS = 3
+
+
+@dataclass
+class Plan:
+    servers: list[str]
+    scenarios: list[str]
+    settings: Settings
+    quick: bool = False
+
+
+@dataclass
+class State:
+    plan: Plan
+    samples: dict[str, dict[str, list[Measurement]]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    running: dict[str, RunningServer] = field(default_factory=dict)
+    restarts: dict[str, int] = field(default_factory=dict)
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def rotated(items: list[str], shift: int) -> list[str]:
+    if not items:
+        return items
+    shift %= len(items)
+    return items[shift:] + items[:shift]
+
+
+def ours_importable(worker_class: str) -> str | None:
+    """None if ``asgi_worker.<Class>`` imports in the venv, else the error text."""
+    module, _, name = worker_class.rpartition(".")
+    code = f"import {module}; {module}.{name}"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [str(VENV_PYTHON), "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=60,
+    )
+    return None if proc.returncode == 0 else (proc.stderr.strip().splitlines() or ["?"])[-1]
+
+
+def precheck(state: State) -> None:
+    checks = {"ours": "asgi_worker.Worker", "ours-h11": "asgi_worker.H11Worker"}
+    for name in state.plan.servers:
+        if name in checks and (err := ours_importable(checks[name])):
+            skip(state, name, f"{checks[name]} does not import: {err}")
+
+
+def skip(state: State, name: str, reason: str) -> None:
+    if name not in state.skipped:
+        log(f"SKIP {name}: {reason}")
+        state.skipped[name] = reason
+
+
+def get_persistent(state: State, spec: ServerSpec) -> RunningServer | None:
+    server = state.running.get(spec.name)
+    if server is not None and server.alive:
+        return server
+    if server is not None:
+        log(f"WARNING {spec.name} died (exit {server.proc.returncode}):\n{server.log_tail()}")
+        state.failures.append({"server": spec.name, "error": "died", "log": server.log_tail()})
+        server.stop()
+        del state.running[spec.name]
+    state.restarts[spec.name] = state.restarts.get(spec.name, 0) + 1
+    if state.restarts[spec.name] > MAX_RESTARTS:
+        skip(state, spec.name, "too many restarts")
+        return None
+    try:
+        state.running[spec.name] = servers.start(spec)
+    except StartError as exc:
+        skip(state, spec.name, f"failed to start: {exc}")
+        return None
+    return state.running[spec.name]
+
+
+@contextlib.contextmanager
+def fresh_server(state: State, spec: ServerSpec, sc: Scenario) -> Iterator[RunningServer | None]:
+    try:
+        server = start_fresh(spec, sc, WORK)
+    except StartError as exc:
+        log(f"ERROR {spec.name}/{sc.name}: failed to start: {exc}")
+        state.failures.append({"server": spec.name, "scenario": sc.name, "error": str(exc)})
+        yield None
+        return
+    try:
+        yield server
+    finally:
+        server.stop()
+        if server.opts.access_log is not None:
+            server.opts.access_log.unlink(missing_ok=True)
+
+
+def run_one(state: State, rnd: int, sc: Scenario, spec: ServerSpec) -> None:
+    if sc.fresh is not None:
+        with fresh_server(state, spec, sc) as server:
+            if server is not None:
+                record(state, rnd, sc, server)
+    elif (server := get_persistent(state, spec)) is not None:
+        record(state, rnd, sc, server)
+
+
+def record(state: State, rnd: int, sc: Scenario, server: RunningServer) -> None:
+    name = server.spec.name
+    try:
+        result = measure(server, sc, state.plan.settings)
+    except Exception as exc:  # a broken server must not stop the run
+        tail = server.log_tail(8)
+        log(f"ERROR {name}/{sc.name}: {exc}\n{tail}")
+        state.failures.append(
+            {"round": rnd, "server": name, "scenario": sc.name, "error": str(exc), "log": tail}
+        )
+        return
+    result["round"] = rnd
+    if not server.alive:
+        result["server_died"] = True
+    state.samples.setdefault(sc.name, {}).setdefault(name, []).append(result)
+    value = result.get("value")
+    shown = f"{value:,.1f}" if isinstance(value, float | int) else str(value)
+    log(f"r{rnd} {sc.name:<9} {name:<15} {shown} {sc.unit}  errors={result.get('errors', 0)}")
+
+
+def applicable(sc: Scenario, spec: ServerSpec) -> bool:
+    return sc.needs in spec.features
+
+
+def run_round(state: State, rnd: int) -> None:
+    order = rotated(state.plan.servers, rnd)
+    for sc_name in state.plan.scenarios:
+        sc = SCENARIOS[sc_name]
+        for name in order:
+            spec = SERVERS[name]
+            if name not in state.skipped and applicable(sc, spec):
+                run_one(state, rnd, sc, spec)
+    stop_all(state)
+
+
+def stop_all(state: State) -> None:
+    for server in state.running.values():
+        server.stop()
+    state.running.clear()
+
+
+def run_plan(plan: Plan) -> dict[str, Any]:
+    os.sched_setaffinity(0, {HARNESS_CPU})  # wrk/ws/idle clients inherit CPU 1
+    state = State(plan)
+    started = dt.datetime.now(dt.UTC)
+    precheck(state)
+    try:
+        for rnd in range(plan.settings.rounds):
+            log(f"=== round {rnd + 1}/{plan.settings.rounds}")
+            run_round(state, rnd)
+    finally:
+        stop_all(state)
+    return {
+        "date": started.date().isoformat(),
+        "started_at": started.isoformat(timespec="seconds"),
+        "quick": plan.quick,
+        "settings": asdict(plan.settings),
+        "machine": machine_info(),
+        "versions": versions(),
+        "servers": plan.servers,
+        "scenarios": {n: SCENARIOS[n].title for n in plan.scenarios},
+        "units": {n: SCENARIOS[n].unit for n in plan.scenarios},
+        "skipped": state.skipped,
+        "failures": state.failures,
+        "summary": summarize(state.samples),
+        "samples": state.samples,
+    }
+
+
+def _median(values: list[Any]) -> float | None:
+    nums = [v for v in values if isinstance(v, int | float)]
+    return statistics.median(nums) if nums else None
+
+
+def summarize(samples: dict[str, dict[str, list[Measurement]]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for sc_name, by_server in samples.items():
+        for name, runs in by_server.items():
+            out.setdefault(sc_name, {})[name] = {
+                "value": _median([r.get("value") for r in runs]),
+                "p50_ms": _median([r.get("p50_ms") for r in runs]),
+                "p99_ms": _median([r.get("p99_ms") for r in runs]),
+                "cpu_us_per_op": _median([r.get("cpu_us_per_op") for r in runs]),
+                "cpu_util": _median([r.get("cpu_util") for r in runs]),
+                "errors": sum(int(r.get("errors") or 0) for r in runs),
+                "rounds": len(runs),
+            }
+    return out
+
+
+def machine_info() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
+    wrk_lines = (wrk.stdout or wrk.stderr).strip().splitlines()
+    return {
+        "cpu_model": model,
+        "cpus": os.cpu_count(),
+        "kernel": platform.release(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "wrk": wrk_lines[0] if wrk_lines else "",
+        "git_commit": _git_commit(),
+        "pinning": {"servers": servers.SERVER_CPU, "load": str(HARNESS_CPU)},
+    }
+
+
+def _git_commit() -> str:
+    proc = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return proc.stdout.strip()
+
+
+def versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for pkg in PACKAGES:
+        try:
+            found[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            found[pkg] = None
+    if found.get("asgi-worker") is None:
+        found["asgi-worker"] = _ours_version()
+    return found
+
+
+def _ours_version() -> str | None:
+    init = REPO / "asgi_worker" / "__init__.py"
+    with contextlib.suppress(OSError):
+        for line in init.read_text().splitlines():
+            if line.startswith("__version__"):
+                return line.split("=", 1)[1].strip().strip("\"'") + " (work tree)"
+    return None

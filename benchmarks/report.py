@@ -1,0 +1,225 @@
+"""Write results: JSON (everything), Markdown (absolute + ratios + targets), PNG (ratios)."""
+
+from __future__ import annotations
+
+import json
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.paths import RESULTS
+
+OURS = ("ours", "ours-h11")
+LOWER_IS_BETTER = {"idle"}
+Summary = dict[str, dict[str, dict[str, Any]]]
+
+
+def value(summary: Summary, scenario: str, server: str) -> float | None:
+    v = summary.get(scenario, {}).get(server, {}).get("value")
+    return float(v) if isinstance(v, int | float) else None
+
+
+def ratio(summary: Summary, scenario: str, ours: str, peer: str) -> float | None:
+    """How much better ours is (>1 is better), whichever direction the metric runs."""
+    a, b = value(summary, scenario, ours), value(summary, scenario, peer)
+    if a is None or b is None or a <= 0 or b <= 0:
+        return None
+    return b / a if scenario in LOWER_IS_BETTER else a / b
+
+
+@dataclass(frozen=True)
+class Target:
+    label: str
+    compute: Callable[[Summary, str], float | None]
+    op: str  # ">=" or "<="
+    threshold: float
+    fmt: str = "{:.2f}x"
+
+
+def _r(scenario: str, peer: str, peer_scenario: str | None = None) -> Callable[..., float | None]:
+    def compute(s: Summary, ours: str) -> float | None:
+        a = value(s, scenario, ours)
+        b = value(s, peer_scenario or scenario, peer)
+        return a / b if a and b else None
+
+    return compute
+
+
+def _log_cost(s: Summary, ours: str) -> float | None:
+    logged, plain = value(s, "accesslog", ours), value(s, "hello", ours)
+    return 100 * (1 - logged / plain) if logged and plain else None
+
+
+def _idle(s: Summary, ours: str) -> float | None:
+    return value(s, "idle", ours)
+
+
+TARGETS = [
+    Target("hello @64 vs uvicorn-worker", _r("hello", "uvicorn-worker"), ">=", 1.5),
+    Target("hello @64 vs granian", _r("hello", "granian"), ">=", 1.3),
+    Target("JSON @64 vs uvicorn-worker", _r("json", "uvicorn-worker"), ">=", 1.5),
+    Target("JSON @64 vs granian", _r("json", "granian"), ">=", 1.3),
+    Target("1-conn vs uvicorn-worker", _r("latency1", "uvicorn-worker"), ">=", 1.1),
+    Target(
+        "access log on vs uvicorn-worker (log on)", _r("accesslog", "uvicorn-worker"), ">=", 1.8
+    ),
+    Target("our access-log cost vs our hello", _log_cost, "<=", 15.0, "{:.1f}%"),
+    Target("POST 64 KiB vs uvicorn-worker", _r("post64k", "uvicorn-worker"), ">=", 1.2),
+    Target("streaming vs uvicorn-worker", _r("stream", "uvicorn-worker"), ">=", 1.2),
+    Target("WS 32 B vs uvicorn-worker", _r("ws32", "uvicorn-worker"), ">=", 1.2),
+    Target("WS 64 KiB vs uvicorn-worker", _r("ws64k", "uvicorn-worker"), ">=", 1.0),
+    Target("idle memory per connection", _idle, "<=", 5.0, "{:.2f} KiB"),
+    Target("hello as fraction of raw floor", _r("hello", "raw"), ">=", 0.5),
+]
+
+
+def _num(v: Any, digits: int = 0) -> str:
+    if not isinstance(v, int | float):
+        return "-"
+    return f"{v:,.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def absolute_table(res: dict[str, Any]) -> list[str]:
+    summary, servers = res["summary"], res["servers"]
+    rows = []
+    for sc, title in res["scenarios"].items():
+        digits = 2 if sc in LOWER_IS_BETTER else 0
+        cells = [_num(summary.get(sc, {}).get(s, {}).get("value"), digits) for s in servers]
+        rows.append([f"{title} ({res['units'][sc]})", *cells])
+    return _table(["scenario", *servers], rows)
+
+
+def detail_table(res: dict[str, Any]) -> list[str]:
+    summary, servers = res["summary"], res["servers"]
+    rows = []
+    for sc, title in res["scenarios"].items():
+        if sc in LOWER_IS_BETTER:
+            continue
+        cells = []
+        for s in servers:
+            m = summary.get(sc, {}).get(s)
+            if not m:
+                cells.append("-")
+                continue
+            cells.append(
+                f"{_num(m['p50_ms'], 2)} / {_num(m['p99_ms'], 2)} / "
+                f"{_num(m['cpu_us_per_op'], 1)} / {m['errors']}"
+            )
+        rows.append([title, *cells])
+    return _table(["p50 ms / p99 ms / CPU µs per op / errors", *servers], rows)
+
+
+def ratio_table(res: dict[str, Any], ours: str) -> list[str]:
+    peers = [s for s in res["servers"] if s not in OURS]
+    rows = []
+    for sc, title in res["scenarios"].items():
+        cells = [_num(ratio(res["summary"], sc, ours, p), 2) for p in peers]
+        rows.append([title, *[c if c == "-" else c + "x" for c in cells]])
+    return _table([f"{ours} vs", *peers], rows)
+
+
+def target_table(res: dict[str, Any], ours: str) -> list[str]:
+    rows = []
+    compare = {">=": operator.ge, "<=": operator.le}
+    for t in TARGETS:
+        got = t.compute(res["summary"], ours)
+        verdict = "n/a" if got is None else ("PASS" if compare[t.op](got, t.threshold) else "FAIL")
+        shown = "-" if got is None else t.fmt.format(got)
+        rows.append([t.label, f"{t.op} {t.fmt.format(t.threshold)}", shown, verdict])
+    return _table(["target", "goal", ours, "result"], rows)
+
+
+def markdown(res: dict[str, Any]) -> str:
+    m, st = res["machine"], res["settings"]
+    versions = ", ".join(f"{k} {v}" for k, v in res["versions"].items() if v)
+    out = [
+        f"# asgi_worker benchmarks, {res['date']}{' (quick)' if res['quick'] else ''}",
+        "",
+        f"- machine: {m['cpu_model']}, {m['cpus']} CPUs, kernel {m['kernel']}, "
+        f"Python {m['python']}, {m['wrk']}",
+        f"- pinning: servers on CPU {m['pinning']['servers']}, load generators on CPU "
+        f"{m['pinning']['load']}; 1 worker per server (max-requests: 2)",
+        f"- versions: {versions}; project commit {m['git_commit']}",
+        f"- {st['rounds']} round(s), {st['duration_s']}s per measurement after "
+        f"{st['warmup_s']}s warm-up, wrk -c{st['connections']} -t{st['threads']}, "
+        f"{st['ws_connections']} WS connections, {st['idle_connections']} idle connections; "
+        f"median over rounds; total run {res.get('duration_s', '?')}s",
+        "",
+        "## Absolute numbers (median)",
+        "",
+        *absolute_table(res),
+        "",
+        "## Latency, CPU cost and errors (median; errors summed over rounds)",
+        "",
+        *detail_table(res),
+    ]
+    for ours in OURS:
+        if ours not in res["servers"] or ours in res["skipped"]:
+            continue
+        out += [
+            "",
+            f"## Ratios: {ours} vs each peer (>1 means {ours} is better; "
+            "for idle memory the ratio is peer/ours)",
+            "",
+            *ratio_table(res, ours),
+        ]
+        out += ["", f"## Targets ({ours})", "", *target_table(res, ours)]
+    if res["skipped"]:
+        out += ["", "## Skipped servers", ""]
+        out += [f"- **{k}**: {v.splitlines()[0]}" for k, v in res["skipped"].items()]
+    if res["failures"]:
+        out += ["", "## Failures during the run", ""]
+        out += [
+            f"- {f.get('server')}/{f.get('scenario', '-')}: {str(f['error']).splitlines()[0]}"
+            for f in res["failures"]
+        ]
+    return "\n".join(out) + "\n"
+
+
+def chart(res: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    ours = next((o for o in OURS if o in res["servers"] and o not in res["skipped"]), None)
+    if ours is None:
+        return False
+    peers = [s for s in res["servers"] if s not in OURS]
+    scenarios = list(res["scenarios"])
+    width = 0.8 / max(1, len(peers))
+    fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(scenarios)), 4.8))
+    for i, peer in enumerate(peers):
+        ys = [ratio(res["summary"], sc, ours, peer) or 0.0 for sc in scenarios]
+        xs = [j + (i - (len(peers) - 1) / 2) * width for j in range(len(scenarios))]
+        ax.bar(xs, ys, width, label=peer)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(scenarios)), scenarios, rotation=30, ha="right")
+    ax.set_ylabel(f"{ours} / peer (higher = {ours} better)")
+    ax.set_title(f"asgi_worker ({ours}) vs peers, {res['date']}")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write_reports(res: dict[str, Any], outdir: Path | None, tag: str) -> list[Path]:
+    outdir = outdir or RESULTS
+    outdir.mkdir(parents=True, exist_ok=True)
+    stem = res["date"] + (f"-{tag}" if tag else "")
+    written = [outdir / f"{stem}.json", outdir / f"{stem}.md"]
+    written[0].write_text(json.dumps(res, indent=1, sort_keys=False) + "\n")
+    written[1].write_text(markdown(res))
+    if chart(res, outdir / f"{stem}.png"):
+        written.append(outdir / f"{stem}.png")
+    return written

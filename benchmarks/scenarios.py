@@ -1,0 +1,198 @@
+"""Scenario definitions and the code that measures one (scenario, server) pair."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks import idle, servers
+from benchmarks.paths import LUA, REPO, VENV_PYTHON
+from benchmarks.servers import RunningServer, ServerOptions, ServerSpec
+from benchmarks.wrk import LOAD_CPU, WrkResult, run_wrk
+
+Measurement = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Settings:
+    duration_s: float = 5.0
+    warmup_s: float = 1.0
+    rounds: int = 3
+    connections: int = 64
+    threads: int = 2
+    ws_connections: int = 50
+    idle_connections: int = 1000
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    needs: str
+    kind: str  # "wrk" | "ws" | "idle"
+    unit: str = "req/s"
+    path: str = "/"
+    script: str | None = None
+    connections: int | None = None  # None: Settings.connections
+    ws_size: int = 0
+    fresh: ServerOptions | None = None  # start a dedicated server with these options
+    logged: bool = False  # fresh server gets an access-log file
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.kind != "idle"
+
+
+MAX_REQ = ServerOptions(workers=2, max_requests=200, max_requests_jitter=50)
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("hello", "hello, 64 conns", servers.RAW_HELLO, "wrk"),
+        Scenario("json", "JSON, 64 conns", servers.HTTP, "wrk", path="/json"),
+        Scenario("post64k", "POST echo 64 KiB", servers.HTTP, "wrk", script="post64k.lua"),
+        Scenario("stream", "stream 100x1 KiB", servers.HTTP, "wrk", path="/stream"),
+        Scenario("latency1", "hello, 1 conn", servers.RAW_HELLO, "wrk", connections=1),
+        Scenario("ws32", "WS echo 32 B", servers.WS, "ws", unit="msg/s", ws_size=32),
+        Scenario("ws64k", "WS echo 64 KiB", servers.WS, "ws", unit="msg/s", ws_size=65536),
+        Scenario(
+            "accesslog",
+            "hello + access log",
+            servers.ACCESS_LOG,
+            "wrk",
+            fresh=ServerOptions(),
+            logged=True,
+        ),
+        Scenario(
+            "maxreq", "max-requests recycling (-w 2)", servers.MAX_REQUESTS, "wrk", fresh=MAX_REQ
+        ),
+        Scenario(
+            "idle",
+            "idle keep-alive memory",
+            servers.RAW_HELLO,
+            "idle",
+            unit="KiB/conn",
+            fresh=ServerOptions(),
+        ),
+    )
+}
+
+
+def _url(server: RunningServer, path: str) -> str:
+    return f"http://{servers.HOST}:{server.port}{path}"
+
+
+def _wrk(server: RunningServer, sc: Scenario, st: Settings, seconds: float) -> WrkResult:
+    conns = sc.connections or st.connections
+    script = LUA / sc.script if sc.script else None
+    return run_wrk(_url(server, sc.path), seconds, conns, st.threads, script)
+
+
+def measure_wrk(server: RunningServer, sc: Scenario, st: Settings) -> Measurement:
+    if st.warmup_s > 0:
+        _wrk(server, sc, st, st.warmup_s)
+    cpu_before = server.cpu_seconds()
+    result = _wrk(server, sc, st, st.duration_s)
+    cpu = server.cpu_seconds() - cpu_before
+    return {
+        "value": result.rps,
+        "p50_ms": result.p50_ms,
+        "p99_ms": result.p99_ms,
+        "ops": result.requests,
+        "cpu_us_per_op": 1e6 * cpu / result.requests if result.requests else None,
+        "cpu_util": cpu / result.seconds if result.seconds else None,
+        "errors": result.errors,
+        "non_2xx": result.non_2xx,
+        "socket_errors": result.socket_errors,
+    }
+
+
+def measure_ws(server: RunningServer, sc: Scenario, st: Settings) -> Measurement:
+    cmd = [
+        "taskset",
+        "-c",
+        LOAD_CPU,
+        str(VENV_PYTHON),
+        "-m",
+        "benchmarks.wsclient",
+        "--port",
+        str(server.port),
+        "--conns",
+        str(st.ws_connections),
+        "--size",
+        str(sc.ws_size),
+        "--duration",
+        str(st.duration_s),
+        "--warmup",
+        str(st.warmup_s),
+    ]
+    # The client's measuring window starts after connect + warmup; bracket CPU loosely
+    # around the whole client run and scale by the window's share of messages.
+    cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
+    proc = subprocess.run(
+        cmd, cwd=REPO, capture_output=True, text=True, timeout=st.duration_s + st.warmup_s + 60
+    )
+    cpu, wall = server.cpu_seconds() - cpu_before, time.monotonic() - wall_before
+    if proc.returncode != 0:
+        raise RuntimeError(f"ws client failed: {proc.stderr.strip()[-600:]}")
+    data = json.loads(proc.stdout)
+    rate = data["msg_per_s"]
+    util = cpu / wall if wall else None
+    return {
+        "value": rate,
+        "p50_ms": data["p50_ms"],
+        "p99_ms": data["p99_ms"],
+        "ops": data["messages"],
+        "cpu_us_per_op": 1e6 * util / rate if util is not None and rate else None,
+        "cpu_util": util,
+        "errors": data["errors"],
+    }
+
+
+def measure_idle(server: RunningServer, sc: Scenario, st: Settings) -> Measurement:
+    if st.warmup_s > 0:
+        run_wrk(_url(server, "/"), st.warmup_s, 8, 1, None)
+    time.sleep(0.3)
+    pid = server.worker_pid()
+    before = servers.rss_kib(pid)
+    opened, after = idle.idle_connections(
+        server.port, st.idle_connections, 1.0, lambda: servers.rss_kib(pid)
+    )
+    per_conn = (after - before) / opened if opened else None
+    return {
+        "value": per_conn,
+        "rss_before_kib": before,
+        "rss_after_kib": after,
+        "ops": opened,
+        "errors": st.idle_connections - opened,
+    }
+
+
+MEASURE: dict[str, Callable[[RunningServer, Scenario, Settings], Measurement]] = {
+    "wrk": measure_wrk,
+    "ws": measure_ws,
+    "idle": measure_idle,
+}
+
+
+def measure(server: RunningServer, sc: Scenario, st: Settings) -> Measurement:
+    return MEASURE[sc.kind](server, sc, st)
+
+
+def start_fresh(spec: ServerSpec, sc: Scenario, logdir: Path) -> RunningServer:
+    assert sc.fresh is not None
+    opts = sc.fresh
+    if sc.logged:
+        opts = ServerOptions(
+            opts.workers,
+            opts.max_requests,
+            opts.max_requests_jitter,
+            logdir / f"access-{spec.name}.log",
+        )
+    return servers.start(spec, opts)

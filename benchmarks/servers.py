@@ -1,0 +1,314 @@
+"""Server definitions and process management (start, readiness, /proc stats, stop)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.paths import REPO, VENV_BIN, VENV_PYTHON, WORK
+
+APP = "benchmarks.apps:app"
+HOST = "127.0.0.1"
+SERVER_CPU = "0"
+READY_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 8.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# Features a server may support; a scenario names the one it needs.
+HTTP, RAW_HELLO, WS, ACCESS_LOG, MAX_REQUESTS = "http", "hello", "ws", "access_log", "max_requests"
+FULL = frozenset({HTTP, RAW_HELLO, WS, ACCESS_LOG})
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Per-measurement knobs; the default is the plain 1-worker server."""
+
+    workers: int = 1
+    max_requests: int = 0
+    max_requests_jitter: int = 0
+    access_log: Path | None = None
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    name: str
+    build: Callable[[int, ServerOptions], list[str]]
+    features: frozenset[str]
+    is_ours: bool = False
+    optional: bool = False
+
+
+def _gunicorn_has_flag(flag: str) -> bool:
+    gunicorn = VENV_BIN / "gunicorn"
+    if not gunicorn.exists():
+        return False
+    out = subprocess.run([str(gunicorn), "--help"], capture_output=True, text=True, timeout=30)
+    return flag in out.stdout
+
+
+_NO_CONTROL_SOCKET: list[bool] = []
+
+
+def no_control_socket_args() -> list[str]:
+    """``--no-control-socket`` when the installed gunicorn knows it (gunicorn 24+)."""
+    if not _NO_CONTROL_SOCKET:
+        _NO_CONTROL_SOCKET.append(_gunicorn_has_flag("--no-control-socket"))
+    return ["--no-control-socket"] if _NO_CONTROL_SOCKET[0] else []
+
+
+def gunicorn_cmd(worker_class: str) -> Callable[[int, ServerOptions], list[str]]:
+    def build(port: int, opts: ServerOptions) -> list[str]:
+        cmd = [
+            str(VENV_BIN / "gunicorn"),
+            "-k",
+            worker_class,
+            "-w",
+            str(opts.workers),
+            "-b",
+            f"{HOST}:{port}",
+            "--keep-alive",
+            "75",
+            "--worker-connections",
+            "4096",
+            "--graceful-timeout",
+            "3",
+            "--backlog",
+            "4096",
+            *no_control_socket_args(),
+        ]
+        if opts.max_requests:
+            cmd += ["--max-requests", str(opts.max_requests)]
+            cmd += ["--max-requests-jitter", str(opts.max_requests_jitter)]
+        if opts.access_log is not None:
+            cmd += ["--access-logfile", str(opts.access_log)]
+        return [*cmd, APP]
+
+    return build
+
+
+def granian_cmd(port: int, opts: ServerOptions) -> list[str]:
+    cmd = [
+        str(VENV_BIN / "granian"),
+        "--interface",
+        "asgi",
+        "--workers",
+        str(opts.workers),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--backlog",
+        "4096",
+    ]
+    if opts.access_log is not None:
+        cmd.append("--access-log")  # granian logs access lines to stdout (our log file)
+    return [*cmd, APP]
+
+
+def hypercorn_cmd(port: int, opts: ServerOptions) -> list[str]:
+    cmd = [
+        str(VENV_BIN / "hypercorn"),
+        "-w",
+        str(opts.workers),
+        "-k",
+        "uvloop",
+        "-b",
+        f"{HOST}:{port}",
+        "--keep-alive",
+        "75",
+        "--backlog",
+        "4096",
+    ]
+    if opts.max_requests:
+        cmd += ["--max-requests", str(opts.max_requests)]
+        cmd += ["--max-requests-jitter", str(opts.max_requests_jitter)]
+    if opts.access_log is not None:
+        cmd += ["--access-logfile", str(opts.access_log)]
+    return [*cmd, APP]
+
+
+def raw_cmd(port: int, opts: ServerOptions) -> list[str]:
+    return [str(VENV_PYTHON), "-m", "benchmarks.raw_floor", HOST, str(port)]
+
+
+SERVERS: dict[str, ServerSpec] = {
+    spec.name: spec
+    for spec in (
+        ServerSpec("ours", gunicorn_cmd("asgi_worker.Worker"), FULL | {MAX_REQUESTS}, True),
+        ServerSpec(
+            "ours-h11", gunicorn_cmd("asgi_worker.H11Worker"), FULL | {MAX_REQUESTS}, True, True
+        ),
+        ServerSpec(
+            "uvicorn-worker", gunicorn_cmd("uvicorn_worker.UvicornWorker"), FULL | {MAX_REQUESTS}
+        ),
+        ServerSpec("gunicorn-asgi", gunicorn_cmd("asgi"), FULL | {MAX_REQUESTS}),
+        ServerSpec("granian", granian_cmd, FULL),
+        ServerSpec("hypercorn", hypercorn_cmd, FULL | {MAX_REQUESTS}),
+        ServerSpec("raw", raw_cmd, frozenset({RAW_HELLO})),
+    )
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def http_ok(port: int, timeout: float = 1.0) -> bool:
+    """True once a full ``GET /`` round trip returns 200 (workers booted, app loaded)."""
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+            return sock.recv(64).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+class StartError(RuntimeError):
+    pass
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found += [int(c) for c in (task / "children").read_text().split()]
+    except OSError:
+        pass
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo and len(out) < 10_000:
+        current = todo.pop()
+        out.append(current)
+        todo += children(current)
+    return out
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def cpu_ticks(pid: int, include_children: bool) -> int:
+    """utime+stime (+ reaped children's cutime+cstime) of one process, in clock ticks."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    fields = stat.rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])
+    if include_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks
+
+
+@dataclass
+class RunningServer:
+    spec: ServerSpec
+    opts: ServerOptions
+    port: int
+    proc: subprocess.Popen[bytes]
+    home: Path
+    log_path: Path
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def worker_pid(self) -> int:
+        """The serving process: the biggest child of the arbiter/master, else the root."""
+        kids = children(self.proc.pid)
+        if not kids:
+            return self.proc.pid
+        return max(kids, key=lambda pid: _safe(rss_kib, pid))
+
+    def cpu_seconds(self) -> float:
+        """CPU time of the whole process tree, including exited (reaped) workers."""
+        ticks = sum(cpu_ticks(pid, True) for pid in descendants(self.proc.pid))
+        return ticks / CLK_TCK
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(text[-lines:])
+
+    def stop(self) -> None:
+        if self.alive:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # group we created with the server
+                self.proc.wait(STOP_TIMEOUT_S)
+        _kill_leftovers(self.proc.pid)
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+def _safe(fn: Callable[[int], int], pid: int) -> int:
+    try:
+        return fn(pid)
+    except OSError:
+        return 0
+
+
+def _kill_leftovers(pgid: int) -> None:
+    """Workers orphaned by a SIGKILLed master keep the server's process group."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def start(spec: ServerSpec, opts: ServerOptions | None = None) -> RunningServer:
+    opts = opts or ServerOptions()
+    port = free_port()
+    WORK.mkdir(parents=True, exist_ok=True)
+    home = Path(tempfile.mkdtemp(prefix=f"home-{spec.name}-", dir=WORK))
+    log_path = home / "server.log"
+    env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    cmd = ["taskset", "-c", SERVER_CPU, *spec.build(port, opts)]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    server = RunningServer(spec, opts, port, proc, home, log_path)
+    _wait_ready(server, cmd)
+    return server
+
+
+def _wait_ready(server: RunningServer, cmd: list[str]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if not server.alive:
+            break
+        if http_ok(server.port):
+            return
+        time.sleep(0.1)
+    tail = server.log_tail()
+    server.stop()
+    reason = "exited" if server.proc.returncode is not None else "not ready in time"
+    raise StartError(f"{server.spec.name} {reason}: {' '.join(cmd)}\n{tail}")
