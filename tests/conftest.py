@@ -1,0 +1,139 @@
+"""Real gunicorn processes for the tests: start on a free loopback port, stop by PID.
+
+Every server gets its own HOME (Gunicorn 24+ opens a control socket under ``$HOME/.gunicorn``)
+and ``--no-control-socket`` where the installed Gunicorn has it, so servers never collide.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import gunicorn
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKERS = ["asgi_worker.Worker", "asgi_worker.H11Worker"]
+GUNICORN_MAJOR = int(gunicorn.__version__.split(".")[0])
+_LISTENING = re.compile(r"Listening at: \S+?://[^\s:]+:(\d+)")
+
+
+class GunicornServer:
+    """A running ``gunicorn -k <worker>`` process and its log."""
+
+    def __init__(self, args: list[str], tmp: Path, env: dict[str, str] | None = None,
+                 workers: int = 1, ready_timeout: float = 20.0, wait_ready: bool = True) -> None:
+        self.tmp = tmp
+        self.home = tmp / "home"
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.log_path = tmp / "gunicorn.log"
+        self.args = args
+        full_env = dict(os.environ)
+        full_env.update({"HOME": str(self.home), "PYTHONPATH": str(ROOT),
+                         "PYTHONUNBUFFERED": "1"})
+        full_env.update(env or {})
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        command = [sys.executable, "-m", "gunicorn", *args]
+        if GUNICORN_MAJOR >= 24 and "--control-socket" not in args:
+            command.append("--no-control-socket")
+        self.proc = subprocess.Popen(command, cwd=str(ROOT), env=full_env, stdout=self._log,
+                                     stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
+        self.port = 0
+        if wait_ready:
+            self.wait_ready(workers, ready_timeout)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, pattern: str, count: int = 1, timeout: float = 20.0) -> str:
+        """Wait until ``pattern`` (a regex) appears ``count`` times in the log."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log()
+            if len(re.findall(pattern, text)) >= count:
+                return text
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"{pattern!r} x{count} not in log within {timeout}s "
+                             f"(exit={self.proc.poll()}):\n{self.log()[-4000:]}")
+
+    def wait_ready(self, workers: int = 1, timeout: float = 20.0) -> None:
+        text = self.wait_for_log(r"asgi_worker ready", count=workers, timeout=timeout)
+        match = _LISTENING.search(text)
+        if match:
+            self.port = int(match.group(1))
+
+    def worker_pids(self) -> list[int]:
+        """PIDs of the arbiter's live children (its workers)."""
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) == self.pid and fields[0] != "Z":
+                pids.append(int(entry.name))
+        return sorted(pids)
+
+    def signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture(params=WORKERS, ids=["httptools", "h11"])
+def worker_class(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[object]:
+    """Factory: ``start_server("tests.apps.basic:app", "-k", worker, ...)``."""
+    servers: list[GunicornServer] = []
+    counter = iter(range(1000))
+
+    def start(app: str, *args: str, worker: str = "asgi_worker.Worker",
+              env: dict[str, str] | None = None, workers: int = 1, bind: str | None = None,
+              wait_ready: bool = True, ready_timeout: float = 20.0) -> GunicornServer:
+        directory = tmp_path / f"server{next(counter)}"
+        directory.mkdir()
+        argv = ["-k", worker, "-w", str(workers), "-b", bind or "127.0.0.1:0",
+                "--graceful-timeout", "5", *args, app]
+        server = GunicornServer(argv, directory, env=env, workers=workers,
+                                wait_ready=wait_ready, ready_timeout=ready_timeout)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def server(start_server, worker_class):  # type: ignore[no-untyped-def]
+    """The basic test app served by each worker class."""
+    return start_server("tests.apps.basic:app", worker=worker_class)
