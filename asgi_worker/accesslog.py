@@ -22,7 +22,7 @@ from asgi_worker.hookobjects import (
     HookRequest,
     HookResponse,
     build_environ,
-    raw_uri,
+    raw_path,
     request_time,
 )
 
@@ -239,10 +239,26 @@ def _basic_auth_user(value: bytes | None) -> str | None:
 
 def _request_line(line: _Line) -> object:
     scope = line.scope
-    return (
-        f"{escape_text(scope.get('method', ''))} {escape_bytes(raw_uri(scope))}"
-        f" HTTP/{escape_text(scope.get('http_version', '1.1'))}"
-    )
+    target = escape_bytes(raw_path(scope))
+    query: bytes = scope.get("query_string", b"")
+    if query:
+        target = target + "?" + escape_bytes(query)
+    method = _token(scope.get("method", ""))
+    return f"{method} {target} HTTP/{_token(scope.get('http_version', '1.1'))}"
+
+
+# Methods and HTTP versions repeat endlessly; escaping each once saves work on
+# every line. Bounded, since a client can invent methods.
+_TOKENS: dict[str, str] = {}
+
+
+def _token(value: str) -> str:
+    escaped = _TOKENS.get(value)
+    if escaped is None:
+        escaped = escape_text(value)
+        if len(_TOKENS) < 64:
+            _TOKENS[value] = escaped
+    return escaped
 
 
 def _path(line: _Line) -> object:
@@ -285,15 +301,17 @@ def _environ_var(name: str) -> Getter:
 def _clf_time() -> Getter:
     # gunicorn stamps a line with the time it is written; start + duration is
     # that moment without a clock call. strftime runs once per second.
-    cache: list[Any] = [-1, ""]
+    cached_second = -1
+    cached_text = ""
 
     def getter(line: _Line) -> object:
+        nonlocal cached_second, cached_text
         info = line.info
         second = int(info.start_time + info.duration)
-        if second != cache[0]:
-            cache[1] = time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(second))
-            cache[0] = second
-        return cache[1]
+        if second != cached_second:
+            cached_text = time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(second))
+            cached_second = second
+        return cached_text
 
     return getter
 
@@ -306,10 +324,10 @@ def _fixed_atoms() -> dict[str, tuple[Getter, object]]:
         "u": (_user, "xx"),
         "t": (_clf_time(), "xx"),
         "r": (_request_line, "xx"),
-        "m": (lambda line: escape_text(line.scope.get("method", "")), "xx"),
+        "m": (lambda line: _token(line.scope.get("method", "")), "xx"),
         "U": (_path, "xx"),
         "q": (lambda line: escape_bytes(line.scope.get("query_string", b"")), "xx"),
-        "H": (lambda line: "HTTP/" + escape_text(line.scope.get("http_version", "1.1")), "xx"),
+        "H": (lambda line: "HTTP/" + _token(line.scope.get("http_version", "1.1")), "xx"),
         "s": (lambda line: str(line.info.status), "xx"),
         "b": (lambda line: str(line.info.bytes_sent), "xx"),
         "B": (lambda line: line.info.bytes_sent, 1),
