@@ -225,6 +225,7 @@ def summarize(samples: dict[str, dict[str, list[Measurement]]]) -> dict[str, Any
                 "p99_ms": _median([r.get("p99_ms") for r in runs]),
                 "cpu_us_per_op": _median([r.get("cpu_us_per_op") for r in runs]),
                 "cpu_util": _median([r.get("cpu_util") for r in runs]),
+                "foreign_cpu": _median([r.get("foreign_cpu") for r in runs]),
                 "errors": sum(int(r.get("errors") or 0) for r in runs),
                 "rounds": len(runs),
             }

@@ -13,6 +13,7 @@ from benchmarks.paths import RESULTS
 
 OURS = ("ours", "ours-h11")
 LOWER_IS_BETTER = {"idle"}
+NOISY = 0.10
 Summary = dict[str, dict[str, dict[str, Any]]]
 
 
@@ -116,6 +117,17 @@ def detail_table(res: dict[str, Any]) -> list[str]:
     return _table(["p50 ms / p99 ms / CPU µs per op / errors", *servers], rows)
 
 
+def util_table(res: dict[str, Any]) -> list[str]:
+    summary, servers = res["summary"], res["servers"]
+    rows = []
+    for sc, title in res["scenarios"].items():
+        if sc in LOWER_IS_BETTER:
+            continue
+        cells = [_num(summary.get(sc, {}).get(s, {}).get("cpu_util"), 2) for s in servers]
+        rows.append([title, *cells])
+    return _table(["server CPU utilization", *servers], rows)
+
+
 def ratio_table(res: dict[str, Any], ours: str) -> list[str]:
     peers = [s for s in res["servers"] if s not in OURS]
     rows = []
@@ -134,6 +146,30 @@ def target_table(res: dict[str, Any], ours: str) -> list[str]:
         shown = "-" if got is None else t.fmt.format(got)
         rows.append([t.label, f"{t.op} {t.fmt.format(t.threshold)}", shown, verdict])
     return _table(["target", "goal", ours, "result"], rows)
+
+
+def noise_lines(res: dict[str, Any]) -> list[str]:
+    """CPU used by other processes on the machine (not the server, not our clients)."""
+    other = [
+        (float(m["foreign_cpu"]), sc, name)
+        for sc, by_server in res["samples"].items()
+        for name, runs in by_server.items()
+        for m in runs
+        if isinstance(m.get("foreign_cpu"), int | float)
+    ]
+    if not other:
+        return []
+    values = sorted(v for v, _, _ in other)
+    worst = max(other)
+    line = (
+        f"Noise check: CPU used by other processes during measurements (% of one CPU): "
+        f"median {100 * values[len(values) // 2]:.0f}%, "
+        f"max {100 * worst[0]:.0f}% ({worst[2]}/{worst[1]})."
+    )
+    noisy = sum(v > NOISY for v in values)
+    if noisy:
+        line += f" {noisy} of {len(values)} measurements above {100 * NOISY:.0f}%: treat with care."
+    return [line]
 
 
 def markdown(res: dict[str, Any]) -> str:
@@ -159,6 +195,11 @@ def markdown(res: dict[str, Any]) -> str:
         "## Latency, CPU cost and errors (median; errors summed over rounds)",
         "",
         *detail_table(res),
+        "",
+        "Server CPU utilization during the measurement (1.00 = the server's CPU was saturated; "
+        "lower means the client, the 1-connection round trip or I/O was the limit):",
+        "",
+        *util_table(res),
     ]
     for ours in OURS:
         if ours not in res["servers"] or ours in res["skipped"]:
@@ -171,6 +212,7 @@ def markdown(res: dict[str, Any]) -> str:
             *ratio_table(res, ours),
         ]
         out += ["", f"## Targets ({ours})", "", *target_table(res, ours)]
+    out += ["", *noise_lines(res)]
     if res["skipped"]:
         out += ["", "## Skipped servers", ""]
         out += [f"- **{k}**: {v.splitlines()[0]}" for k, v in res["skipped"].items()]

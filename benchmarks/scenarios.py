@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -94,12 +95,38 @@ def _wrk(server: RunningServer, sc: Scenario, st: Settings, seconds: float) -> W
     return run_wrk(_url(server, sc.path), seconds, conns, st.threads, script)
 
 
+def _harness_seconds() -> float:
+    """CPU of this process plus its reaped children (wrk, the WS client)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class CpuMeter:
+    """Server CPU time over a window, plus CPU used by anything that is neither the
+    server nor our load generators (the noise check: foreign processes on the box)."""
+
+    def __init__(self, server: RunningServer) -> None:
+        self.server = server
+        self.wall = time.monotonic()
+        self.own = server.cpu_seconds()
+        self.mine = _harness_seconds()
+        self.machine = servers.machine_task_seconds()
+
+    def stop(self) -> tuple[float, float, float]:
+        """(server CPU seconds, wall seconds, foreign CPU as a fraction of one CPU)."""
+        own = self.server.cpu_seconds() - self.own
+        wall = time.monotonic() - self.wall
+        mine = _harness_seconds() - self.mine
+        machine = servers.machine_task_seconds() - self.machine
+        return own, wall, max(0.0, machine - own - mine) / wall if wall else 0.0
+
+
 def measure_wrk(server: RunningServer, sc: Scenario, st: Settings) -> Measurement:
     if st.warmup_s > 0:
         _wrk(server, sc, st, st.warmup_s)
-    cpu_before = server.cpu_seconds()
+    meter = CpuMeter(server)
     result = _wrk(server, sc, st, st.duration_s)
-    cpu = server.cpu_seconds() - cpu_before
+    cpu, _, other = meter.stop()
     return {
         "value": result.rps,
         "p50_ms": result.p50_ms,
@@ -107,6 +134,7 @@ def measure_wrk(server: RunningServer, sc: Scenario, st: Settings) -> Measuremen
         "ops": result.requests,
         "cpu_us_per_op": 1e6 * cpu / result.requests if result.requests else None,
         "cpu_util": cpu / result.seconds if result.seconds else None,
+        "foreign_cpu": other,
         "errors": result.errors,
         "non_2xx": result.non_2xx,
         "socket_errors": result.socket_errors,
@@ -134,13 +162,14 @@ def measure_ws(server: RunningServer, sc: Scenario, st: Settings) -> Measurement
     ]
     # The client's measuring window starts after connect + warmup; bracket CPU loosely
     # around the whole client run and scale by the window's share of messages.
-    cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
+    meter = CpuMeter(server)
     proc = subprocess.run(
         cmd, cwd=REPO, capture_output=True, text=True, timeout=st.duration_s + st.warmup_s + 60
     )
-    cpu, wall = server.cpu_seconds() - cpu_before, time.monotonic() - wall_before
+    cpu, wall, other = meter.stop()
     if proc.returncode != 0:
-        raise RuntimeError(f"ws client failed: {proc.stderr.strip()[-600:]}")
+        last = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        raise RuntimeError(f"ws client failed: {last}")
     data = json.loads(proc.stdout)
     rate = data["msg_per_s"]
     util = cpu / wall if wall else None
@@ -151,6 +180,7 @@ def measure_ws(server: RunningServer, sc: Scenario, st: Settings) -> Measurement
         "ops": data["messages"],
         "cpu_us_per_op": 1e6 * util / rate if util is not None and rate else None,
         "cpu_util": util,
+        "foreign_cpu": other,
         "errors": data["errors"],
     }
 

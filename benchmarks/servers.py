@@ -219,6 +219,12 @@ def cpu_ticks(pid: int, include_children: bool) -> int:
     return ticks
 
 
+def machine_task_seconds() -> float:
+    """user+nice+system time of all CPUs from /proc/stat (irq/softirq/steal excluded)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    return sum(int(x) for x in fields[1:4]) / CLK_TCK
+
+
 @dataclass
 class RunningServer:
     spec: ServerSpec

@@ -83,7 +83,8 @@ class EchoClient(asyncio.Protocol):
             if end < 0:
                 return
             if not self.buf.startswith(b"HTTP/1.1 101"):
-                self.ready.set_exception(ConnectionError(bytes(self.buf[:80]).decode()))
+                status = bytes(self.buf[:80]).decode(errors="replace").splitlines()[0]
+                self.ready.set_exception(ConnectionError(f"upgrade refused: {status}"))
                 self.fail()
                 return
             del self.buf[: end + 4]
