@@ -231,6 +231,7 @@ def chart(res: dict[str, Any], path: Path) -> bool:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return False
     ours = next((o for o in OURS if o in res["servers"] and o not in res["skipped"]), None)
@@ -241,12 +242,21 @@ def chart(res: dict[str, Any], path: Path) -> bool:
     width = 0.8 / max(1, len(peers))
     fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(scenarios)), 4.8))
     for i, peer in enumerate(peers):
-        ys = [ratio(res["summary"], sc, ours, peer) or 0.0 for sc in scenarios]
-        xs = [j + (i - (len(peers) - 1) / 2) * width for j in range(len(scenarios))]
-        ax.bar(xs, ys, width, label=peer)
+        points = [
+            (j + (i - (len(peers) - 1) / 2) * width, r)
+            for j, sc in enumerate(scenarios)
+            if (r := ratio(res["summary"], sc, ours, peer)) is not None
+        ]
+        if not points:
+            continue
+        xs, ys = zip(*points, strict=True)
+        bars = ax.bar(xs, ys, width, label=peer)
+        ax.bar_label(bars, [f"{y:.2f}" for y in ys], fontsize=6, rotation=90, padding=2)
+    ax.set_yscale("log", base=2)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: f"{y:g}x"))
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(scenarios)), scenarios, rotation=30, ha="right")
-    ax.set_ylabel(f"{ours} / peer (higher = {ours} better)")
+    ax.set_ylabel(f"{ours} vs peer (log scale; > 1x = {ours} better)")
     ax.set_title(f"asgi_worker ({ours}) vs peers, {res['date']}")
     ax.legend(fontsize="small")
     fig.tight_layout()
