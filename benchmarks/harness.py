@@ -153,12 +153,21 @@ def record(state: State, rnd: int, sc: Scenario, server: RunningServer) -> None:
         )
         return
     result["round"] = rnd
+    if server.opts.access_log is not None:
+        result["access_log_bytes"] = access_log_bytes(server)
     if not server.alive:
         result["server_died"] = True
     state.samples.setdefault(sc.name, {}).setdefault(name, []).append(result)
     value = result.get("value")
     shown = f"{value:,.1f}" if isinstance(value, float | int) else str(value)
     log(f"r{rnd} {sc.name:<9} {name:<15} {shown} {sc.unit}  errors={result.get('errors', 0)}")
+
+
+def access_log_bytes(server: RunningServer) -> int:
+    """Proof the access log was written (granian logs to stdout, i.e. the server log)."""
+    log = server.opts.access_log
+    path = log if log is not None and log.exists() else server.log_path
+    return path.stat().st_size if path.exists() else 0
 
 
 def applicable(sc: Scenario, spec: ServerSpec) -> bool:
