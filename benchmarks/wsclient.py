@@ -47,8 +47,9 @@ class Stats:
 
 
 class EchoClient(asyncio.Protocol):
-    def __init__(self, stats: Stats, frame: bytes, ready: asyncio.Future[None]) -> None:
-        self.stats, self.frame, self.ready = stats, frame, ready
+    def __init__(self, stats: Stats, frame: bytes, size: int, ready: asyncio.Future[None]) -> None:
+        self.stats, self.frame, self.size, self.ready = stats, frame, size, ready
+        self.received = 0  # payload bytes of the message being received
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.upgraded = False
@@ -110,22 +111,32 @@ class EchoClient(asyncio.Protocol):
                 return
             payload = bytes(buf[offset : offset + size]) if fin_op & 0x0F == 0x9 else b""
             del buf[: offset + size]
-            self.on_frame(fin_op, payload)
+            self.on_frame(fin_op, payload, size)
 
-    def on_frame(self, fin_op: int, payload: bytes) -> None:
+    def on_frame(self, fin_op: int, payload: bytes, size: int) -> None:
         opcode = fin_op & 0x0F
         if opcode == 0x9:  # ping -> pong
             assert self.transport is not None
             self.transport.write(client_frame(payload, 0xA))
         elif opcode == 0x8:
             self.fail()
-        elif opcode in (0x0, 0x1, 0x2) and fin_op & 0x80:
-            stats = self.stats
-            stats.messages += 1
-            if stats.recording:
-                stats.rtts.append(time.perf_counter() - self.sent_at)
-            if stats.running:
-                self.send()
+        elif opcode in (0x0, 0x1, 0x2):
+            self.received += size
+            if fin_op & 0x80:
+                self.on_message()
+
+    def on_message(self) -> None:
+        """A complete echo arrived: check its size, count it, send the next one."""
+        size, self.received = self.received, 0
+        if size != self.size:
+            self.fail()
+            return
+        stats = self.stats
+        stats.messages += 1
+        if stats.recording:
+            stats.rtts.append(time.perf_counter() - self.sent_at)
+        if stats.running:
+            self.send()
 
     def fail(self) -> None:
         self.stats.errors += 1
@@ -133,17 +144,15 @@ class EchoClient(asyncio.Protocol):
             self.transport.abort()
 
 
-async def open_clients(port: int, conns: int, frame: bytes, stats: Stats) -> list[EchoClient]:
+async def open_clients(port: int, conns: int, size: int, stats: Stats) -> list[EchoClient]:
     loop = asyncio.get_running_loop()
+    frame = client_frame(b"x" * size)
     clients: list[EchoClient] = []
     for _ in range(conns):
         ready: asyncio.Future[None] = loop.create_future()
-        _, proto = await loop.create_connection(
-            lambda ready=ready: EchoClient(stats, frame, ready),
-            HOST,
-            port,  # type: ignore[misc]
-        )
-        clients.append(proto)
+        client = EchoClient(stats, frame, size, ready)
+        await loop.create_connection(lambda client=client: client, HOST, port)
+        clients.append(client)
         await asyncio.wait_for(ready, CONNECT_TIMEOUT_S)
     return clients
 
@@ -152,8 +161,7 @@ async def run(
     port: int, conns: int, size: int, duration: float, warmup: float
 ) -> dict[str, object]:
     stats = Stats()
-    frame = client_frame(b"x" * size)
-    clients = await open_clients(port, conns, frame, stats)
+    clients = await open_clients(port, conns, size, stats)
     await asyncio.sleep(warmup)
     start_count, stats.recording, start = stats.messages, True, time.perf_counter()
     await asyncio.sleep(duration)
