@@ -64,7 +64,7 @@ class Lifespan:
         try:
             await self.app(scope, self._receive, self._send)
         except BaseException as exc:
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            if isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
                 raise
             if self._startup_done.is_set():
                 self.log.exception("Exception in ASGI lifespan after startup")

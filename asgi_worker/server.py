@@ -20,6 +20,7 @@ from collections.abc import Callable
 from email.utils import formatdate
 from typing import Any, Protocol
 
+from .proxy import ForwardedPolicy, TrustedPeers
 from .settings import Settings
 from .types import ASGIApp
 
@@ -62,6 +63,11 @@ class Server:
         self.access_log_enabled = access_logger is not None
         self.hooks = hooks
         self.websocket_upgrade = websocket_upgrade
+        self.forwarded_peers = TrustedPeers(settings.forwarded_allow_ips)
+        self.forwarded = ForwardedPolicy(settings.secure_scheme_headers,
+                                         settings.forwarder_headers, hops=self.forwarded_peers)
+        self.proxy_peers = (TrustedPeers(settings.proxy_allow_ips)
+                            if settings.proxy_protocol != "off" else None)
         self.loop = asyncio.get_running_loop()
         self.listeners = [getattr(s, "sock", s) for s in sockets]
         self.connections: set[Any] = set()

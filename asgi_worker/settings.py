@@ -55,7 +55,7 @@ class Settings:
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
     secure_scheme_headers: Mapping[str, str] = field(default_factory=dict)
     forwarder_headers: tuple[str, ...] = ()
-    proxy_protocol: bool = False
+    proxy_protocol: str = "off"
     proxy_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
     # TLS
     ssl_context: ssl.SSLContext | None = None
@@ -128,7 +128,7 @@ def from_cfg(cfg: Any, *, parser: str, max_requests: int, log: Any = None) -> Se
         secure_scheme_headers={k.upper(): v for k, v in
                                (get("secure_scheme_headers", {}) or {}).items()},
         forwarder_headers=_name_list(get("forwarder_headers", "")),
-        proxy_protocol=_proxy_protocol_enabled(get("proxy_protocol", False)),
+        proxy_protocol=_proxy_protocol_mode(get("proxy_protocol", False)),
         proxy_allow_ips=_ip_list(get("proxy_allow_ips", "127.0.0.1,::1")),
         ssl_context=build_ssl_context(cfg) if getattr(cfg, "is_ssl", False) else None,
         access_log_enabled=_access_log_enabled(get),
@@ -266,11 +266,16 @@ def _name_list(value: Any) -> tuple[str, ...]:
     return tuple(item.strip().upper() for item in value or () if item.strip())
 
 
-def _proxy_protocol_enabled(value: Any) -> bool:
-    # Gunicorn <= 23 has a boolean; newer ones take off/v1/v2/auto.
+def _proxy_protocol_mode(value: Any) -> str:
+    """``off``, ``v1``, ``v2`` or ``auto`` (both); Gunicorn <= 23 has a boolean."""
     if isinstance(value, str):
-        return value.strip().lower() not in ("", "off", "false", "none", "0")
-    return bool(value)
+        mode = value.strip().lower()
+        if mode in ("", "off", "false", "none", "0"):
+            return "off"
+        if mode in ("v1", "v2"):
+            return mode
+        return "auto"
+    return "auto" if value else "off"
 
 
 def _root_path(cfg: Any, get: Callable[[str, Any], Any]) -> str:

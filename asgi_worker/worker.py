@@ -40,6 +40,7 @@ class Worker(GunicornWorker):
         self.loop: asyncio.AbstractEventLoop | None = None
         self.settings: Settings | None = None
         self.server: Server | None = None
+        self.access_logger: Any = None
         self._watchdog_stop = threading.Event()
 
     # -- Gunicorn's worker contract ------------------------------------------------------------
@@ -50,6 +51,7 @@ class Worker(GunicornWorker):
             self.settings = settings_module.from_cfg(
                 self.cfg, parser=self.parser, max_requests=self._budget(), log=self.log)
             self.loop = self._new_loop(self.settings.loop)
+            self.access_logger = _access_logger(self.settings, self.log)
         except SettingsError as exc:
             self.log.error("asgi_worker cannot start: %s", exc)
             sys.exit(WORKER_BOOT_ERROR)
@@ -117,11 +119,13 @@ class Worker(GunicornWorker):
             app=self.wsgi, settings=settings, log=self.log, sockets=self.sockets,
             state=lifespan.state, heartbeat=self._heartbeat,
             protocol_factory=_protocol_factory(settings.parser),
-            access_logger=_access_logger(settings, self.log),
+            access_logger=self.access_logger,
             hooks=_hooks(self, settings),
             websocket_upgrade=_websocket_upgrade(settings))
         if not self.alive:
             server.begin_shutdown("signal before start")
+        self.log.info("asgi_worker ready: %s parser, %s loop, lifespan %s",
+                      settings.parser, _loop_name(server.loop), settings.lifespan)
         await server.serve()
         remaining = settings.graceful_timeout - (server.loop.time() - server.shutdown_at)
         timeout = 1.0 if server.fast_exit else max(remaining, 1.0)
@@ -219,11 +223,16 @@ def _protocol_factory(parser: str) -> Any:
 
 
 def _access_logger(settings: Settings, log: Any) -> Any:
-    if not settings.access_log_enabled:
+    """The access logger, or None when no line would be written and no metric sent."""
+    if not settings.access_log_enabled and settings.access_log_fast:
         return None
     from .accesslog import AccessLogger
 
-    return AccessLogger(log, settings.access_log_format, True, settings.access_log_fast)
+    try:
+        return AccessLogger(log, settings.access_log_format, settings.access_log_enabled,
+                            settings.access_log_fast)
+    except ValueError as exc:
+        raise SettingsError(f"access_log_format: {exc}") from None
 
 
 def _hooks(worker: Worker, settings: Settings) -> Any:
@@ -242,6 +251,10 @@ def _websocket_upgrade(settings: Settings) -> Any:
     except ImportError:
         return None
     return upgrade
+
+
+def _loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
 
 
 def _close_loop(loop: asyncio.AbstractEventLoop) -> None:

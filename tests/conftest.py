@@ -28,7 +28,8 @@ class GunicornServer:
     """A running ``gunicorn -k <worker>`` process and its log."""
 
     def __init__(self, args: list[str], tmp: Path, env: dict[str, str] | None = None,
-                 workers: int = 1, ready_timeout: float = 20.0, wait_ready: bool = True) -> None:
+                 workers: int = 1, ready_timeout: float = 20.0, wait_ready: bool = True,
+                 pass_fds: tuple[int, ...] = ()) -> None:
         self.tmp = tmp
         self.home = tmp / "home"
         self.home.mkdir(parents=True, exist_ok=True)
@@ -43,7 +44,7 @@ class GunicornServer:
         if GUNICORN_MAJOR >= 24 and "--control-socket" not in args:
             command.append("--no-control-socket")
         self.proc = subprocess.Popen(command, cwd=str(ROOT), env=full_env, stdout=self._log,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, pass_fds=pass_fds)
         self.pid = self.proc.pid
         self.port = 0
         if wait_ready:
@@ -118,13 +119,15 @@ def start_server(tmp_path: Path) -> Iterator[object]:
 
     def start(app: str, *args: str, worker: str = "asgi_worker.Worker",
               env: dict[str, str] | None = None, workers: int = 1, bind: str | None = None,
-              wait_ready: bool = True, ready_timeout: float = 20.0) -> GunicornServer:
+              wait_ready: bool = True, ready_timeout: float = 20.0,
+              pass_fds: tuple[int, ...] = ()) -> GunicornServer:
         directory = tmp_path / f"server{next(counter)}"
         directory.mkdir()
         argv = ["-k", worker, "-w", str(workers), "-b", bind or "127.0.0.1:0",
                 "--graceful-timeout", "5", *args, app]
         server = GunicornServer(argv, directory, env=env, workers=workers,
-                                wait_ready=wait_ready, ready_timeout=ready_timeout)
+                                wait_ready=wait_ready, ready_timeout=ready_timeout,
+                                pass_fds=pass_fds)
         servers.append(server)
         return server
 

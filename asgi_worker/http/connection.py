@@ -14,6 +14,13 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from ..proxy import (
+    ProxyHeaderError,
+    apply_forwarded,
+    forwarded_root_path,
+    has_forwarded_headers,
+    parse_proxy_header,
+)
 from .cycle import ASGI_VERSION, RequestCycle
 from .errors import RESPONSES, RequestError
 
@@ -24,6 +31,8 @@ if TYPE_CHECKING:
 MAX_PIPELINE = 16
 # Request body bytes the app left unread that we read and drop to keep the connection alive.
 MAX_DISCARD = 1024 * 1024
+# A PROXY protocol header longer than this is not one (v1 is at most 107 bytes, v2 is bounded).
+MAX_PROXY_HEADER = 16 + 4096
 
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 
@@ -53,6 +62,9 @@ class HTTPConnection(asyncio.Protocol):
         self.body_received = 0
         self.upgrade_scope: dict[str, Any] | None = None
         self.closed = False
+        self.forwarded_trusted = False
+        self.proxy_buffer: bytes | None = None
+        self.proxy_trusted = False
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -68,6 +80,12 @@ class HTTPConnection(asyncio.Protocol):
             self.sockname = (sock, None)
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
+        server = self.server
+        host = self.client[0] if self.client else None
+        self.forwarded_trusted = server.forwarded_peers.is_trusted(host)
+        if server.proxy_peers is not None:
+            self.proxy_buffer = b""
+            self.proxy_trusted = server.proxy_peers.is_trusted(host)
         first_wait = self.settings.keepalive or self.settings.header_timeout
         self.deadline = self.loop.time() + first_wait
         self.server.connection_made(self)
@@ -282,8 +300,21 @@ class HTTPConnection(asyncio.Protocol):
             raise RequestError("bad_target", "non-ASCII bytes in the request target") from None
         if "%" in path:
             path = unquote(path)
+        client = self.client
+        scheme = self.scheme
         root_path = self.settings.root_path
-        if root_path:
+        forwarded_root = None
+        if self.forwarded_trusted and has_forwarded_headers(headers, self.server.forwarded.names):
+            try:
+                client, scheme = apply_forwarded(headers, client, scheme, self.server.forwarded)
+                forwarded_root = forwarded_root_path(headers, self.server.forwarded, path)
+            except ProxyHeaderError as exc:
+                key = "bad_scheme_headers" if exc.status == 400 else "internal"
+                raise RequestError(key, exc.reason) from None
+        if forwarded_root is not None:
+            # The proxy forwarded the full path and told us where the app is mounted.
+            root_path = forwarded_root
+        elif root_path:
             path = root_path + path
             raw_path = root_path.encode() + raw_path
         method_name = _METHODS.get(method)
@@ -294,8 +325,8 @@ class HTTPConnection(asyncio.Protocol):
             "asgi": ASGI_VERSION,
             "http_version": http_version,
             "server": self.sockname,
-            "client": self.client,
-            "scheme": self.scheme,
+            "client": client,
+            "scheme": scheme,
             "method": method_name,
             "root_path": root_path,
             "path": path,
@@ -361,6 +392,41 @@ class HTTPConnection(asyncio.Protocol):
         assert scope is not None and upgrade is not None and self.transport is not None
         self.server.connection_lost(self)
         upgrade(self.server, self.transport, scope, leftover)
+
+    def read_proxy_header(self, data: bytes) -> bytes:
+        """Consume a PROXY protocol header before HTTP; return the bytes that follow it."""
+        buffer = (self.proxy_buffer or b"") + data
+        mode = self.settings.proxy_protocol
+        try:
+            header = parse_proxy_header(buffer, v1=mode != "v2", v2=mode != "v1", optional=True)
+        except ProxyHeaderError as exc:
+            self._refuse_proxy(exc.reason)
+            return b""
+        if header is None:
+            if len(buffer) > MAX_PROXY_HEADER:
+                self._refuse_proxy("PROXY header too long")
+                return b""
+            self.proxy_buffer = buffer
+            return b""
+        self.proxy_buffer = None
+        if header.length:
+            if not self.proxy_trusted:
+                self._refuse_proxy("PROXY header from a peer not in proxy_allow_ips")
+                return b""
+            if header.source is not None:
+                self.client = header.source
+                self.forwarded_trusted = self.server.forwarded_peers.is_trusted(
+                    header.source[0])
+            if header.destination is not None:
+                self.sockname = header.destination
+        return buffer[header.length:]
+
+    def _refuse_proxy(self, reason: str) -> None:
+        self.log.warning("Closing connection from %s: %s", self._peer(), reason)
+        self.proxy_buffer = None
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
 
     def _peer(self) -> str:
         return self.client[0] if self.client else "unix"

@@ -42,6 +42,10 @@ class H11Protocol(HTTPConnection):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        if self.proxy_buffer is not None:
+            data = self.read_proxy_header(data)
+            if not data:
+                return
         if self.parsing is None and not self.in_head:
             self.in_head = True
             self.line_seen = False

@@ -34,6 +34,10 @@ class HttpToolsProtocol(HTTPConnection):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        if self.proxy_buffer is not None:
+            data = self.read_proxy_header(data)
+            if not data:
+                return
         if self.parsing is None:
             self.head_bytes += len(data)
         try:
