@@ -22,13 +22,12 @@ async def _one(port: int, gate: asyncio.Semaphore) -> asyncio.StreamWriter | Non
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IO_TIMEOUT_S)
             length = _content_length(head)
             await asyncio.wait_for(reader.readexactly(length), IO_TIMEOUT_S)
-            return writer if head.startswith(b"HTTP/1.1 200") else _drop(writer)
+            if head.startswith(b"HTTP/1.1 200"):
+                return writer
+            writer.close()
+            return None
         except (TimeoutError, OSError, asyncio.IncompleteReadError):
             return None
-
-
-def _drop(writer: asyncio.StreamWriter) -> None:
-    writer.close()
 
 
 def _content_length(head: bytes) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import functools
 import json
 import os
 import statistics
@@ -144,6 +145,10 @@ class EchoClient(asyncio.Protocol):
             self.transport.abort()
 
 
+def _same(client: EchoClient) -> EchoClient:
+    return client
+
+
 async def open_clients(port: int, conns: int, size: int, stats: Stats) -> list[EchoClient]:
     loop = asyncio.get_running_loop()
     frame = client_frame(b"x" * size)
@@ -151,7 +156,7 @@ async def open_clients(port: int, conns: int, size: int, stats: Stats) -> list[E
     for _ in range(conns):
         ready: asyncio.Future[None] = loop.create_future()
         client = EchoClient(stats, frame, size, ready)
-        await loop.create_connection(lambda client=client: client, HOST, port)
+        await loop.create_connection(functools.partial(_same, client), HOST, port)
         clients.append(client)
         await asyncio.wait_for(ready, CONNECT_TIMEOUT_S)
     return clients
