@@ -7,7 +7,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ Measurement = dict[str, Any]
 
 @dataclass(frozen=True)
 class Settings:
-    duration_s: float = 5.0
+    duration_s: float = 4.0
     warmup_s: float = 1.0
     rounds: int = 3
     connections: int = 64
@@ -43,11 +43,6 @@ class Scenario:
     ws_size: int = 0
     fresh: ServerOptions | None = None  # start a dedicated server with these options
     logged: bool = False  # fresh server gets an access-log file
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def higher_is_better(self) -> bool:
-        return self.kind != "idle"
 
 
 MAX_REQ = ServerOptions(workers=2, max_requests=200, max_requests_jitter=50)
