@@ -91,7 +91,7 @@ def test_streaming_response_is_chunked(server) -> None:  # type: ignore[no-untyp
     with connect(server.port) as sock:
         sock.sendall(b"GET /stream?4 HTTP/1.1\r\nHost: x\r\n\r\n")
         status, headers, body = read_response(sock)
-        assert headers["transfer-encoding"] == "chunked"
+        assert status == 200 and headers["transfer-encoding"] == "chunked"
         assert body == b"chunk0;chunk1;chunk2;chunk3;"
         # still usable afterwards: the chunked framing ended cleanly
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -150,7 +150,7 @@ def test_body_arrives_in_chunks_with_more_body(server) -> None:  # type: ignore[
         sock.sendall(b"POST /chunks HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabcde")
         time.sleep(0.2)
         sock.sendall(b"fghij")
-        status, _, body = read_response(sock)
+        _, _, body = read_response(sock)
     seen = json.loads(body)
     assert sum(size for size, _ in seen) == 10
     assert seen[-1][1] is False

@@ -152,7 +152,7 @@ def test_inherited_file_descriptor(start_server, worker_class) -> None:  # type:
     srv.stop()
 
 
-# -- signals -----------------------------------------------------------------------------------------
+# -- signals ------------------------------------------------------------------------------
 
 
 def test_sigterm_lets_in_flight_requests_finish(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]

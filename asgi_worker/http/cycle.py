@@ -110,7 +110,8 @@ class RequestCycle:
                                self.scope["method"], self.scope["path"])
                 self._abort_response()
         finally:
-            conn.server.tasks.discard(self.task)  # type: ignore[arg-type]
+            if self.task is not None:
+                conn.server.tasks.discard(self.task)
             self.task = None
 
     def feed_body(self, data: bytes) -> None:
@@ -286,10 +287,7 @@ class RequestCycle:
         assert transport is not None
         size = len(body)
         if self.chunked:
-            if size:
-                data = b"%s%x\r\n%s\r\n" % (head, size, body)
-            else:
-                data = head
+            data = b"%s%x\r\n%s\r\n" % (head, size, body) if size else head
             if not more_body:
                 data += _LAST_CHUNK
         elif self.length_left >= 0:
