@@ -62,6 +62,9 @@ class HTTPConnection(asyncio.Protocol):
         self.body_received = 0
         self.upgrade_scope: dict[str, Any] | None = None
         self.closed = False
+        # Set once a request that ends the connection was read: later bytes are not parsed.
+        self.input_done = False
+        self.head_keep_alive = True
         self.forwarded_trusted = False
         self.proxy_buffer: bytes | None = None
         self.proxy_trusted = False
@@ -227,10 +230,11 @@ class HTTPConnection(asyncio.Protocol):
         scope = self._build_scope(method, target, http_version, headers)
         if upgrade:
             keep_alive = False
-            if (upgrade == b"websocket" and scope["method"] == "GET"
-                    and self.settings.ws_enabled and self._websocket_available()):
-                self.upgrade_scope = scope
-                return
+        self.head_keep_alive = keep_alive
+        if (upgrade == b"websocket" and scope["method"] == "GET"
+                and self.settings.ws_enabled and self._websocket_available()):
+            self.upgrade_scope = scope
+            return
         has_body = chunked or content_length > 0
         cycle = RequestCycle(self, scope, keep_alive, expect_100, has_body)
         if self.server.access_log_enabled:
@@ -258,6 +262,10 @@ class HTTPConnection(asyncio.Protocol):
             cycle.feed_body(data)
 
     def on_message_end(self) -> None:
+        if not self.head_keep_alive:
+            # RFC 9112 section 9.6: no request after this one is processed, so the bytes that
+            # follow are dropped unparsed; refusing them would replace this request's answer.
+            self.input_done = True
         cycle = self.parsing
         if cycle is None:
             return

@@ -40,7 +40,7 @@ class H11Protocol(HTTPConnection):
         return parser
 
     def data_received(self, data: bytes) -> None:
-        if self.closed:
+        if self.closed or self.input_done:
             return
         if self.proxy_buffer is not None:
             data = self.read_proxy_header(data)
@@ -77,6 +77,8 @@ class H11Protocol(HTTPConnection):
                 self.on_message_end()
                 if self.upgrade_scope is not None:
                     self.start_upgrade(leftover)
+                    return
+                if self.input_done:
                     return
                 self.h11 = self._new_parser(leftover)
                 if leftover:

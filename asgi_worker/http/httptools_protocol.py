@@ -32,7 +32,7 @@ class HttpToolsProtocol(HTTPConnection):
         self.max_head = settings.max_head_size
 
     def data_received(self, data: bytes) -> None:
-        if self.closed:
+        if self.closed or self.input_done:
             return
         if self.proxy_buffer is not None:
             data = self.read_proxy_header(data)
@@ -53,6 +53,8 @@ class HttpToolsProtocol(HTTPConnection):
                 return
             raise
         except httptools.HttpParserError as exc:
+            if self.input_done:
+                return  # llhttp refuses bytes after a closing request; we ignore them
             self.on_bad_request(_classify(exc))
             return
         if self.parsing is None and self.head_bytes > self.max_head:
