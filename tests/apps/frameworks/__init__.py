@@ -1,0 +1,1 @@
+"""Framework apps that exercise behaviour the examples/ apps keep out of the way of readers."""
