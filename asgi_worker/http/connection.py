@@ -193,6 +193,9 @@ class HTTPConnection(asyncio.Protocol):
         """A complete request head: validate it, build the scope, queue its cycle."""
         self.head_bytes = 0
         self.deadline = 0.0
+        if http_version != "1.1" and http_version != "1.0":
+            # llhttp accepts 0.9 and 2.0, h11 any digit.digit; 400 as llhttp answers 1.2.
+            raise RequestError("bad_version", f"HTTP/{http_version}")
         expect_100 = False
         host_seen = False
         chunked = False
@@ -223,6 +226,9 @@ class HTTPConnection(asyncio.Protocol):
             raise RequestError("missing_host")
         if chunked and content_length >= 0:
             raise RequestError("te_and_cl")
+        if chunked and http_version == "1.0":
+            # RFC 9112 section 6.1: the framing of such a message is faulty (h11 accepted it).
+            raise RequestError("bad_header", "Transfer-Encoding in an HTTP/1.0 request")
         max_body = self.settings.max_body_size
         if max_body and content_length > max_body:
             raise RequestError("body_too_large", f"Content-Length {content_length}")
