@@ -8,6 +8,7 @@ does not do).
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import h11
@@ -17,6 +18,16 @@ from .errors import RequestError
 
 if TYPE_CHECKING:
     from ..server import Server
+
+# What h11 accepts in a request head but llhttp refuses, so both parsers refuse it: bare LF
+# line ends (RFC 9112 section 2.2), obs-fold continuation lines (section 5.2, h11 unfolds them)
+# and control characters other than HTAB (RFC 9110 section 5.5). h11 already refuses bare CR.
+_BAD_HEAD = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|(?<!\r)\n|\n[ \t]").search
+_HEAD_END = re.compile(rb"\n\r?\n").search  # where h11 ends a head
+# h11 merges repeated identical Content-Length fields and lists ("3, 3"); llhttp refuses both.
+_CONTENT_LENGTHS = re.compile(rb"\ncontent-length:[ \t]*([^\r\n]*)", re.IGNORECASE).findall
+# llhttp refuses chunk sizes that overflow 64 bits; h11 reads up to 20 hex digits.
+MAX_CHUNK_SIZE = (1 << 64) - 1
 
 
 class H11Protocol(HTTPConnection):
@@ -32,6 +43,7 @@ class H11Protocol(HTTPConnection):
         self.h11 = self._new_parser(b"")
         self.in_head = False
         self.line_seen = False
+        self.raw_head = bytearray()  # the bytes of the head being parsed, checked at its end
 
     def _new_parser(self, data: bytes) -> h11.Connection:
         parser = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_head)
@@ -50,6 +62,14 @@ class H11Protocol(HTTPConnection):
             self.in_head = True
             self.line_seen = False
             self.on_message_begin()
+        if self.in_head:
+            if not self.raw_head:
+                # RFC 9112 section 2.2: empty lines before a request line are ignored (llhttp
+                # does; h11 refuses them, e.g. the CRLF some clients send after a body).
+                data = data.lstrip(b"\r\n")
+                if not data:
+                    return
+            self.raw_head += data
         if self.in_head and not self.line_seen:
             self.line_seen = b"\n" in data
             self.head_bytes += len(data)
@@ -71,6 +91,8 @@ class H11Protocol(HTTPConnection):
             if kind is h11.Request:
                 self._on_request(event)  # type: ignore[arg-type]
             elif kind is h11.Data:
+                if event.chunk_start:  # type: ignore[union-attr]
+                    self._check_chunk_size(len(event.data))  # type: ignore[union-attr]
                 self.on_body(bytes(event.data))  # type: ignore[union-attr]
             elif kind is h11.EndOfMessage:
                 leftover, _ = self.h11.trailing_data
@@ -80,7 +102,9 @@ class H11Protocol(HTTPConnection):
                     return
                 if self.input_done:
                     return
+                leftover = leftover.lstrip(b"\r\n")  # as in data_received
                 self.h11 = self._new_parser(leftover)
+                self.raw_head = bytearray(leftover)
                 if leftover:
                     self.in_head = True
                     self.line_seen = b"\n" in leftover
@@ -91,6 +115,14 @@ class H11Protocol(HTTPConnection):
 
     def _on_request(self, event: h11.Request) -> None:
         self.in_head = False
+        raw_head = self.raw_head
+        self.raw_head = bytearray()
+        end = _HEAD_END(raw_head)
+        if end is not None:
+            del raw_head[end.end():]
+        bad = _BAD_HEAD(raw_head)
+        if bad is not None:
+            raise RequestError("bad_header", f"{bad.group()!r} in the request head")
         method = bytes(event.method)
         target = bytes(event.target)
         line = len(method) + len(target) + 10
@@ -106,6 +138,10 @@ class H11Protocol(HTTPConnection):
             value = bytes(value)
             if len(name) + len(value) + 4 > self.limit_field_size:
                 raise RequestError("headers_too_large", f"header field {name[:64]!r} too large")
+            if name == b"content-length":
+                lengths = _CONTENT_LENGTHS(raw_head)
+                if len(lengths) != 1 or not lengths[0].rstrip(b" \t").isdigit():
+                    raise RequestError("content_length", f"Content-Length {lengths!r:.64}")
             if name == b"connection":
                 tokens = value.lower()
                 close = close or b"close" in tokens
@@ -115,26 +151,40 @@ class H11Protocol(HTTPConnection):
         keep_alive = not close and (version == "1.1" or keep_alive_token)
         self.on_head(method, target, version, headers, keep_alive)
 
+    def _check_chunk_size(self, received: int) -> None:
+        """Refuse a chunk whose size line overflows 64 bits, as llhttp does."""
+        # h11 does not expose chunk sizes; its reader keeps what is left of the current chunk.
+        left = getattr(getattr(self.h11, "_reader", None), "_bytes_in_chunk", 0)
+        if isinstance(left, int) and left + received > MAX_CHUNK_SIZE:
+            raise RequestError("bad_chunk", f"chunk size {left + received:#x}")
+
+
+# h11's own message text -> error table row. h11 quotes the client's bytes after these
+# prefixes, so only the prefix is matched: a header named "Host" must not make a Host error.
+_H11_ERRORS = (
+    ("receive buffer too long", "headers_too_large"),
+    ("missing mandatory host", "missing_host"),
+    ("found multiple host", "bad_host"),
+    ("conflicting content-length", "content_length"),
+    ("bad content-length", "content_length"),
+    ("illegal chunk header", "bad_chunk"),
+    ("malformed chunk footer", "bad_chunk"),
+    ("illegal request line", "bad_request_line"),
+    ("no request line", "bad_request_line"),
+    ("illegal method", "bad_method"),
+    ("illegal target", "bad_target"),
+    ("illegal header", "bad_header"),
+    ("continuation line", "bad_header"),
+)
+
 
 def _classify(exc: h11.RemoteProtocolError) -> RequestError:
     """Map an h11 error to a row of the error table."""
     text = str(exc)
-    lowered = text.lower()
-    status = exc.error_status_hint
-    if "receive buffer too long" in lowered:
-        return RequestError("headers_too_large", text)
-    if status == 501 or "transfer-encoding" in lowered:
+    if exc.error_status_hint == 501:  # Transfer-Encoding other than chunked
         return RequestError("unsupported_te", text)
-    if status == 505 or "version" in lowered:
-        return RequestError("bad_version", text)
-    if "host" in lowered:
-        return RequestError("missing_host" if "missing" in lowered else "bad_host", text)
-    if "content-length" in lowered:
-        return RequestError("content_length", text)
-    if "chunk" in lowered:
-        return RequestError("bad_chunk", text)
-    if "request line" in lowered or "method" in lowered:
-        return RequestError("bad_request_line", text)
-    if "header" in lowered:
-        return RequestError("bad_header", text)
+    lowered = text.lower()
+    for prefix, key in _H11_ERRORS:
+        if lowered.startswith(prefix):
+            return RequestError(key, text)
     return RequestError("bad_request", text)
