@@ -88,7 +88,6 @@ def from_cfg(cfg: Any, *, parser: str, max_requests: int, log: Any = None) -> Se
     ``max_requests`` is the budget Gunicorn's base worker already drew (with jitter).
     """
     env = _worker_env(cfg)
-    warnings: list[str] = []
     get = _getter(cfg)
 
     parser = _choice(env.get("HTTP_PARSER", parser), ("httptools", "h11"), "HTTP_PARSER")
@@ -97,15 +96,7 @@ def from_cfg(cfg: Any, *, parser: str, max_requests: int, log: Any = None) -> Se
     lifespan = _choice(env.get("LIFESPAN", get("asgi_lifespan", "auto")), ("auto", "on", "off"),
                        "LIFESPAN")
 
-    if get("threads", 1) > 1:
-        warnings.append(f"threads={get('threads', 1)} is ignored: this worker runs one event loop "
-                        "per process; use --workers to scale")
-    if get("http_protocols", "h1") not in ("h1", ["h1"], ("h1",)):
-        warnings.append(f"http_protocols={get('http_protocols', 'h1')!r}: this worker speaks "
-                        "HTTP/1.1 only")
-    if get("sendfile", None):
-        warnings.append("sendfile has no effect: ASGI apps send bodies through send()")
-
+    warnings = _unsupported(cfg)
     ws_max = env.get("WS_MAX_MESSAGE_SIZE")
     settings = Settings(
         parser=parser,
@@ -164,6 +155,43 @@ def build_ssl_context(cfg: Any) -> ssl.SSLContext:
         raise SettingsError(f"the ssl_context hook returned {type(context).__name__}, "
                             "not an ssl.SSLContext")
     return context
+
+
+# Settings this worker does not honour, with what to do instead. Each is reported once at
+# start-up when the user changed it from Gunicorn's default.
+UNSUPPORTED: dict[str, str] = {
+    "threads": "this worker runs one event loop per process; use --workers to scale",
+    "http_protocols": "this worker speaks HTTP/1.1 (and WebSocket) only",
+    "http2_cleartext": "this worker speaks HTTP/1.1 (and WebSocket) only",
+    "protocol": "only the HTTP protocol is served (no uwsgi)",
+    "sendfile": "ASGI apps send bodies through send(); there is no file wrapper to sendfile",
+    "permit_obsolete_folding": "obsolete line folding is always refused (400)",
+    "strip_header_spaces": "whitespace before the header colon is always refused (400)",
+    "permit_unconventional_http_method": "methods follow the parser's rules (RFC 9110 tokens)",
+    "permit_unconventional_http_version": "only HTTP/1.0 and HTTP/1.1 are served",
+    "casefold_http_method": "methods are passed to the app exactly as sent",
+    "header_map": "ASGI apps see every header as sent; there is no WSGI environ to map into",
+    "tmp_upload_dir": "request bodies are streamed to the app, never spooled to disk",
+    "enable_backlog_metric": "the listen backlog metric is not reported by this worker",
+    "do_handshake_on_connect": "TLS handshakes always run when the connection is accepted",
+}
+
+
+def _unsupported(cfg: Any) -> tuple[str, ...]:
+    """One warning per setting the user changed that this worker cannot honour."""
+    settings = getattr(cfg, "settings", {})
+    warnings = []
+    for name, why in UNSUPPORTED.items():
+        setting = settings.get(name)
+        if setting is None:
+            continue
+        value = setting.get()
+        if name == "sendfile" and not value:
+            continue
+        if value != setting.default and not (name == "http_protocols" and value in
+                                              ("h1", ["h1"], ("h1",))):
+            warnings.append(f"{name}={value!r} is not honoured: {why}")
+    return tuple(warnings)
 
 
 KNOWN_ENV = frozenset({

@@ -41,6 +41,9 @@ class Worker(GunicornWorker):
         self.settings: Settings | None = None
         self.server: Server | None = None
         self.access_logger: Any = None
+        self.protocol_factory: Any = None
+        self.websocket_upgrade: Any = None
+        self.hooks: Any = None
         self._watchdog_stop = threading.Event()
 
     # -- Gunicorn's worker contract ------------------------------------------------------------
@@ -52,6 +55,11 @@ class Worker(GunicornWorker):
                 self.cfg, parser=self.parser, max_requests=self._budget(), log=self.log)
             self.loop = self._new_loop(self.settings.loop)
             self.access_logger = _access_logger(self.settings, self.log)
+            # Import everything we serve with now: Gunicorn drops privileges (user/group) next,
+            # and the new user may not be able to read the interpreter's library.
+            self.protocol_factory = _protocol_factory(self.settings.parser)
+            self.websocket_upgrade = _websocket_upgrade(self.settings)
+            self.hooks = _hooks(self, self.settings)
         except SettingsError as exc:
             self.log.error("asgi_worker cannot start: %s", exc)
             sys.exit(WORKER_BOOT_ERROR)
@@ -118,10 +126,8 @@ class Worker(GunicornWorker):
         server = self.server = Server(
             app=self.wsgi, settings=settings, log=self.log, sockets=self.sockets,
             state=lifespan.state, heartbeat=self._heartbeat,
-            protocol_factory=_protocol_factory(settings.parser),
-            access_logger=self.access_logger,
-            hooks=_hooks(self, settings),
-            websocket_upgrade=_websocket_upgrade(settings))
+            protocol_factory=self.protocol_factory, access_logger=self.access_logger,
+            hooks=self.hooks, websocket_upgrade=self.websocket_upgrade)
         if not self.alive:
             server.begin_shutdown("signal before start")
         self.log.info("asgi_worker ready: %s parser, %s loop, lifespan %s",

@@ -15,7 +15,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         await lifespan(scope, receive, send)
         return
-    path = scope["path"]
+    path = scope["path"][len(scope.get("root_path", "")):]
     handler = ROUTES.get(path.split("/")[1] if path.count("/") > 1 else path.strip("/"))
     if handler is None:
         handler = hello
@@ -181,11 +181,21 @@ async def head_length(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await respond(send, 200, b"twelve bytes", [(b"content-length", b"12")])
 
 
+async def process(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """What the worker process looks like from inside: pid, uid, umask, cwd, an env var."""
+    umask = os.umask(0)
+    os.umask(umask)
+    name = scope["query_string"].decode() or "HOME"
+    info = {"pid": os.getpid(), "uid": os.getuid(), "gid": os.getgid(), "umask": umask,
+            "cwd": os.getcwd(), "env": os.environ.get(name)}
+    await respond(send, 200, json.dumps(info).encode(), [(b"content-type", b"application/json")])
+
+
 ROUTES = {
     "echo": echo, "chunks": chunks, "scope": scope_view, "stream": stream, "status": status,
     "error-before": error_before, "error-after": error_after,
     "error-after-chunked": error_after_chunked, "no-response": no_response,
     "too-long": too_long, "too-short": too_short, "bad-header": bad_header, "sleep": sleep,
     "block": block, "wait-disconnect": wait_disconnect, "no-read": no_read, "big": big,
-    "state": state, "head-length": head_length,
+    "state": state, "head-length": head_length, "process": process,
 }
