@@ -174,6 +174,10 @@ UNSUPPORTED: dict[str, str] = {
     "tmp_upload_dir": "request bodies are streamed to the app, never spooled to disk",
     "enable_backlog_metric": "the listen backlog metric is not reported by this worker",
     "do_handshake_on_connect": "TLS handshakes always run when the connection is accepted",
+    "suppress_ragged_eofs": "asyncio's TLS transport handles ragged EOFs itself",
+    "asgi_disconnect_grace_period": "apps see http.disconnect as soon as the client leaves",
+    "http_parser": "the worker class picks the parser (Worker: httptools, H11Worker: h11) "
+                   "or ASGI_WORKER_HTTP_PARSER",
 }
 
 
