@@ -10,6 +10,7 @@ header/idle/body/send deadlines that the server's tick enforces, and error respo
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -33,6 +34,9 @@ MAX_PIPELINE = 16
 MAX_DISCARD = 1024 * 1024
 # A PROXY protocol header longer than this is not one (v1 is at most 107 bytes, v2 is bounded).
 MAX_PROXY_HEADER = 16 + 4096
+
+# RFC 9112 section 3.2: Host is uri-host [":" port]; anything else is answered 400.
+_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[-A-Za-z0-9._~%!$&'()*+,;=]*)(?::[0-9]*)?").fullmatch
 
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 
@@ -205,6 +209,8 @@ class HTTPConnection(asyncio.Protocol):
             if name == b"host":
                 if host_seen:
                     raise RequestError("bad_host", "more than one Host header")
+                if _HOST(value) is None:
+                    raise RequestError("bad_host", f"Host {value[:64]!r}")
                 host_seen = True
             elif name == b"content-length":
                 if not value.isdigit() or (content_length >= 0 and int(value) != content_length):
@@ -299,6 +305,10 @@ class HTTPConnection(asyncio.Protocol):
 
     def _build_scope(self, method: bytes, target: bytes, http_version: str,
                      headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+        if b"#" in target:
+            # RFC 9112 section 3.2: no form of request-target has a fragment; both parsers
+            # passed it on as part of the path.
+            raise RequestError("bad_target", f"fragment in {target[:64]!r}")
         query_start = target.find(b"?")
         if query_start >= 0:
             raw_path = target[:query_start]
