@@ -22,7 +22,7 @@ from ..proxy import (
     has_forwarded_headers,
     parse_proxy_header,
 )
-from .cycle import ASGI_VERSION, RequestCycle
+from .cycle import ASGI_VERSION, RequestCycle, describe_request
 from .errors import RESPONSES, RequestError
 
 if TYPE_CHECKING:
@@ -178,7 +178,7 @@ class HTTPConnection(asyncio.Protocol):
     def describe(self) -> list[str]:
         """The requests in flight on this connection, for the blocked-loop report."""
         cycles = [c for c in (self.cycle, *self.pipeline) if c is not None]
-        return [f"{c.scope['method']} {c.scope['path']} from {self._peer()}" for c in cycles]
+        return [f"{describe_request(c.scope)} from {self._peer()}" for c in cycles]
 
     def keep_alive_allowed(self, cycle: RequestCycle) -> bool:
         """Whether the response being written may leave the connection open."""

@@ -14,6 +14,7 @@ import time
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
+from ..accesslog import escape_text
 from ..types import ASGIApp, Message
 
 if TYPE_CHECKING:
@@ -45,6 +46,12 @@ def status_line(status: int) -> bytes:
             phrase = b""
         line = _STATUS_LINES[status] = b"HTTP/1.1 %d %s\r\n" % (status, phrase)
     return line
+
+
+def describe_request(scope: dict[str, Any]) -> str:
+    """``METHOD path`` for a log line; the decoded path may hold control characters from the
+    client, escaped here as in the access log (CVE-2020-7694: no forged lines or escapes)."""
+    return f"{scope['method']} {escape_text(scope['path'])}"
 
 
 class ClientDisconnected(OSError):
@@ -102,12 +109,12 @@ class RequestCycle:
         else:
             if not self.started:
                 if not self.disconnected:
-                    conn.log.error("ASGI app returned without starting a response: %s %s",
-                                   self.scope["method"], self.scope["path"])
+                    conn.log.error("ASGI app returned without starting a response: %s",
+                                   describe_request(self.scope))
                     self._respond_500()
             elif not self.complete:
-                conn.log.error("ASGI app returned without completing the response: %s %s",
-                               self.scope["method"], self.scope["path"])
+                conn.log.error("ASGI app returned without completing the response: %s",
+                               describe_request(self.scope))
                 self._abort_response()
         finally:
             if self.task is not None:
@@ -292,17 +299,16 @@ class RequestCycle:
                 data += _LAST_CHUNK
         elif self.length_left >= 0:
             if size > self.length_left:
-                self.conn.log.error("ASGI app sent more body than its Content-Length (%d): %s %s",
-                                    self.content_length, self.scope["method"], self.scope["path"])
+                self.conn.log.error("ASGI app sent more body than its Content-Length (%d): %s",
+                                    self.content_length, describe_request(self.scope))
                 body = body[: self.length_left]
                 size = len(body)
                 more_body = False
                 self.keep_alive = False
             self.length_left -= size
             if not more_body and self.length_left > 0:
-                self.conn.log.error("ASGI app sent less body than its Content-Length (%d): %s %s",
-                                    self.content_length, self.scope["method"],
-                                    self.scope["path"])
+                self.conn.log.error("ASGI app sent less body than its Content-Length (%d): %s",
+                                    self.content_length, describe_request(self.scope))
                 self.keep_alive = False
             data = head + body if head else body
         else:
@@ -327,8 +333,8 @@ class RequestCycle:
         if self.disconnected or isinstance(exc, asyncio.CancelledError):
             conn.log.debug("ASGI app ended after the client went away: %r", exc)
         else:
-            conn.log.error("Exception in ASGI application (%s %s)", self.scope["method"],
-                           self.scope["path"], exc_info=exc)
+            conn.log.error("Exception in ASGI application (%s)", describe_request(self.scope),
+                           exc_info=exc)
         if not self.started:
             if not self.disconnected:
                 self._respond_500()
