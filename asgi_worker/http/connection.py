@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 MAX_PIPELINE = 16
 # Request body bytes the app left unread that we read and drop to keep the connection alive.
 MAX_DISCARD = 1024 * 1024
+MAX_CONTENT_LENGTH = (1 << 64) - 1
 # A PROXY protocol header longer than this is not one (v1 is at most 107 bytes, v2 is bounded).
 MAX_PROXY_HEADER = 16 + 4096
 
@@ -213,7 +214,9 @@ class HTTPConnection(asyncio.Protocol):
                     raise RequestError("bad_host", f"Host {value[:64]!r}")
                 host_seen = True
             elif name == b"content-length":
-                if not value.isdigit() or (content_length >= 0 and int(value) != content_length):
+                # Above 2**64 - 1 llhttp refuses it and h11 (20 digits) would wait for it.
+                if (not value.isdigit() or len(value) > 20 or int(value) > MAX_CONTENT_LENGTH
+                        or 0 <= content_length != int(value)):
                     raise RequestError("content_length", f"Content-Length {value[:32]!r}")
                 content_length = int(value)
             elif name == b"transfer-encoding":
