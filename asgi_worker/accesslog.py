@@ -9,6 +9,7 @@ override it. The settings module decides which applies.
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 import contextlib
 import logging
@@ -238,7 +239,10 @@ def _basic_auth_user(value: bytes | None) -> str | None:
 
 
 def _request_line(line: _Line) -> object:
-    scope = line.scope
+    return _request_text(line.scope)
+
+
+def _request_text(scope: Mapping[str, Any]) -> str:
     target = escape_bytes(raw_path(scope))
     query: bytes = scope.get("query_string", b"")
     if query:
@@ -298,15 +302,16 @@ def _environ_var(name: str) -> Getter:
     return getter
 
 
-def _clf_time() -> Getter:
+def _clf_time() -> Callable[[Any], str]:
+    """A function of a line or an AccessInfo: the request's end time, in gunicorn's format."""
     # gunicorn stamps a line with the time it is written; start + duration is
     # that moment without a clock call. strftime runs once per second.
     cached_second = -1
     cached_text = ""
 
-    def getter(line: _Line) -> object:
+    def getter(line: Any) -> str:
         nonlocal cached_second, cached_text
-        info = line.info
+        info = line.info if isinstance(line, _Line) else line
         second = int(info.start_time + info.duration)
         if second != cached_second:
             cached_text = time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(second))
@@ -363,6 +368,10 @@ def _brace_atom(key: str) -> tuple[Getter, bytes | None]:
 # ---------------------------------------------------------------------------
 
 
+#: Gunicorn's default ``access_log_format``: it gets a formatter written out by hand.
+DEFAULT_FORMAT: Final = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+
+
 def compile_access_format(fmt: str) -> Callable[[AccessInfo], str]:
     """Parse ``fmt`` once; the returned function computes only the atoms it uses.
 
@@ -370,6 +379,8 @@ def compile_access_format(fmt: str) -> Callable[[AccessInfo], str]:
     cannot be applied (bad syntax, or a conversion that does not fit its atom,
     such as ``%(h)d``); gunicorn would only find out on every request.
     """
+    if fmt == DEFAULT_FORMAT:
+        return _default_formatter()
     fixed = _fixed_atoms()
     getters: list[tuple[str, Getter]] = []
     samples: dict[str, object] = {}
@@ -390,6 +401,38 @@ def compile_access_format(fmt: str) -> Callable[[AccessInfo], str]:
         getters.append((key, getter))
     _check_applies(fmt, samples)
     return _formatter(fmt, tuple(getters), frozenset(wanted | joins), frozenset(joins))
+
+
+def _default_formatter() -> Callable[[AccessInfo], str]:
+    """The default format in one function: one pass over the headers, no per-atom calls.
+
+    Most deployments log with the default format, and through the generic path
+    the line would cost a good part of a small request. Same output as the
+    generic path (the unit tests compare both with gunicorn's own).
+    """
+    clf_time = _clf_time()
+
+    def format_line(info: AccessInfo) -> str:
+        scope = info.scope
+        referer = agent = auth = None
+        for name, value in scope.get("headers", ()):
+            if name == _REFERER:
+                referer = value if referer is None else referer + b"," + value
+            elif name == _USER_AGENT:
+                agent = value if agent is None else agent + b"," + value
+            elif name == _AUTHORIZATION:
+                auth = value if auth is None else auth + b"," + value
+        client = scope.get("client")
+        user = _basic_auth_user(auth) if auth is not None else None
+        return (
+            f"{escape_text(str(client[0])) if client else '-'} - "
+            f"{escape_text(user) if user else '-'} {clf_time(info)} "
+            f'"{_request_text(scope)}" {info.status} {info.bytes_sent} '
+            f'"{"-" if referer is None else escape_bytes(referer)}" '
+            f'"{"-" if agent is None else escape_bytes(agent)}"'
+        )
+
+    return format_line
 
 
 def _check_applies(fmt: str, samples: dict[str, object]) -> None:
@@ -429,7 +472,7 @@ class AccessLogger:
     never raised.
     """
 
-    __slots__ = ("_format", "_log", "_reported", "active", "fast")
+    __slots__ = ("_direct", "_format", "_log", "_reported", "active", "fast")
 
     def __init__(self, log: GunicornLog, fmt: str, enabled: bool, fast: bool) -> None:
         self._log = log
@@ -439,6 +482,7 @@ class AccessLogger:
         # Only the fast path uses the format here; a custom logger may define
         # atoms of its own, which would make a check here refuse its format.
         self._format = compile_access_format(fmt) if fast and enabled else None
+        self._direct = _BatchedHandler.for_logger(log.access_log) if self._format else None
         self._reported = False
 
     def record(
@@ -452,11 +496,22 @@ class AccessLogger:
             return
         try:
             if self._format is not None:
-                self._log.access_log.info(self._format(info))
+                if self._direct is not None:
+                    self._direct.add(self._format(info))
+                else:
+                    self._log.access_log.info(self._format(info))
             elif not self.fast:
                 self._call_access(info, request, environ)
         except Exception:
             self._report()
+
+    def flush(self) -> None:
+        """Write lines still batched (the worker calls this before it exits)."""
+        if self._direct is not None:
+            try:
+                self._direct.flush()
+            except Exception:
+                self._report()
 
     def _call_access(
         self,
@@ -477,3 +532,57 @@ class AccessLogger:
         # The error log failing too leaves nowhere to say so.
         with contextlib.suppress(Exception):
             self._log.exception("Error writing the access log (further errors not reported)")
+
+
+class _BatchedHandler:
+    """Gunicorn's plain access handler, written to once per event-loop iteration.
+
+    With ``--access-logfile`` and no logging config, Gunicorn's access logger has
+    one stream handler whose format is just the message. Going through
+    ``logging`` costs more per line than serving a small request, so lines for
+    that handler are joined and written (and flushed) once per loop iteration.
+    The handler's stream is read at every flush, so SIGUSR1's reopen still works.
+    Any other set-up (filters, logconfig, syslog) keeps the ``logging`` path.
+    """
+
+    __slots__ = ("_handler", "_lines", "_scheduled")
+
+    def __init__(self, handler: logging.StreamHandler[Any]) -> None:
+        self._handler = handler
+        self._lines: list[str] = []
+        self._scheduled = False
+
+    @classmethod
+    def for_logger(cls, logger: logging.Logger) -> _BatchedHandler | None:
+        handlers = logger.handlers
+        if len(handlers) != 1 or logger.filters or not logger.isEnabledFor(logging.INFO):
+            return None
+        handler = handlers[0]
+        formatter = handler.formatter
+        if (not isinstance(handler, logging.StreamHandler) or handler.filters
+                or handler.level > logging.INFO or formatter is None
+                or formatter._fmt != "%(message)s" or type(formatter) is not logging.Formatter):
+            return None
+        return cls(handler)
+
+    def add(self, line: str) -> None:
+        self._lines.append(line)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if not self._lines:
+            return
+        lines = self._lines
+        self._lines = []
+        handler = self._handler
+        terminator = handler.terminator
+        handler.acquire()
+        try:
+            stream = handler.stream
+            stream.write(terminator.join(lines) + terminator)
+            stream.flush()
+        finally:
+            handler.release()

@@ -107,6 +107,8 @@ class Worker(GunicornWorker):
         finally:
             self._watchdog_stop.set()
             _close_loop(loop)
+            if self.access_logger is not None:
+                self.access_logger.flush()
 
     def handle_abort(self, sig: int, frame: FrameType | None) -> None:
         """The arbiter's timeout kill: say what was running and where, then exit."""
