@@ -432,3 +432,32 @@ def test_unsupported_settings_are_reported_at_startup(start_server, worker_class
     srv = start_server("tests.apps.basic:app", "--threads", "4", worker=worker_class)
     assert "threads=4 is not honoured" in srv.log()
     assert httpx.get(srv.url).status_code == 200
+
+
+def test_error_log_goes_through_gunicorn_logging_config(start_server, worker_class,  # type: ignore[no-untyped-def]
+                                                        tmp_path: Path) -> None:
+    error_log = tmp_path / "error.log"
+    conf = tmp_path / "conf.py"
+    conf.write_text(
+        "logconfig_dict = {\n"
+        "    'version': 1, 'disable_existing_loggers': False,\n"
+        "    'formatters': {'custom': {'format': 'CUSTOM %(levelname)s %(message)s'}},\n"
+        "    'handlers': {'file': {'class': 'logging.FileHandler',\n"
+        f"                          'filename': {str(error_log)!r}, 'formatter': 'custom'}}}},\n"
+        "    'root': {'handlers': ['file'], 'level': 'INFO'},\n"
+        "    'loggers': {'gunicorn.error': {'handlers': ['file'], 'level': 'INFO',\n"
+        "                                   'propagate': False}},\n"
+        "}\n")
+    srv = start_server("tests.apps.basic:app", "-c", str(conf), worker=worker_class,
+                       wait_ready=False)
+    assert wait_until(lambda: error_log.exists() and "asgi_worker ready" in error_log.read_text())
+    match = next(line for line in error_log.read_text().splitlines() if "ready" in line)
+    assert match.startswith("CUSTOM INFO asgi_worker ready")
+    srv.stop()
+
+
+def test_log_level_hides_info(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server("tests.apps.basic:app", "--log-level", "warning", "--threads", "2",
+                       worker=worker_class, wait_ready=False)
+    assert wait_until(lambda: "threads=2 is not honoured" in srv.log())
+    assert "asgi_worker ready" not in srv.log()  # INFO is below the level
