@@ -34,6 +34,8 @@ PACKAGES = [
     "asgi-worker",
 ]
 MAX_RESTARTS = 3
+QUIET_WINDOW_S = 0.5
+QUIET_MAX_CPU = 0.10  # fraction of one CPU used machine-wide while our servers are idle
 
 
 @dataclass
@@ -52,6 +54,7 @@ class State:
     failures: list[dict[str, Any]] = field(default_factory=list)
     running: dict[str, RunningServer] = field(default_factory=dict)
     restarts: dict[str, int] = field(default_factory=dict)
+    quiet_spent_s: float = 0.0
 
 
 def log(msg: str) -> None:
@@ -141,8 +144,24 @@ def run_one(state: State, rnd: int, sc: Scenario, spec: ServerSpec) -> None:
         record(state, rnd, sc, server)
 
 
+def wait_quiet(state: State) -> float:
+    """Wait (bounded) until the machine is quiet: other work on the box skews results."""
+    st = state.plan.settings
+    limit = min(st.quiet_wait_s, st.quiet_budget_s - state.quiet_spent_s)
+    waited = 0.0
+    while waited < limit:
+        before = servers.machine_task_seconds()
+        time.sleep(QUIET_WINDOW_S)
+        waited += QUIET_WINDOW_S
+        if servers.machine_task_seconds() - before < QUIET_MAX_CPU * QUIET_WINDOW_S:
+            break
+    state.quiet_spent_s += waited
+    return waited
+
+
 def record(state: State, rnd: int, sc: Scenario, server: RunningServer) -> None:
     name = server.spec.name
+    waited = wait_quiet(state)
     try:
         result = measure(server, sc, state.plan.settings)
     except Exception as exc:  # a broken server must not stop the run
@@ -153,6 +172,7 @@ def record(state: State, rnd: int, sc: Scenario, server: RunningServer) -> None:
         )
         return
     result["round"] = rnd
+    result["quiet_wait_s"] = waited
     if server.opts.access_log is not None:
         result["access_log_bytes"] = access_log_bytes(server)
     if not server.alive:
@@ -212,6 +232,7 @@ def run_plan(plan: Plan) -> dict[str, Any]:
         "servers": plan.servers,
         "scenarios": {n: SCENARIOS[n].title for n in plan.scenarios},
         "units": {n: SCENARIOS[n].unit for n in plan.scenarios},
+        "quiet_wait_total_s": state.quiet_spent_s,
         "skipped": state.skipped,
         "failures": state.failures,
         "summary": summarize(state.samples),

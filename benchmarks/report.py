@@ -143,7 +143,7 @@ def target_table(res: dict[str, Any], ours: str) -> list[str]:
     for t in TARGETS:
         got = t.compute(res["summary"], ours)
         verdict = "n/a" if got is None else ("PASS" if compare[t.op](got, t.threshold) else "FAIL")
-        shown = "-" if got is None else t.fmt.format(got)
+        shown = "-" if got is None else t.fmt.replace(".2f", ".3f").format(got)
         rows.append([t.label, f"{t.op} {t.fmt.format(t.threshold)}", shown, verdict])
     return _table(["target", "goal", ours, "result"], rows)
 
@@ -169,6 +169,9 @@ def noise_lines(res: dict[str, Any]) -> list[str]:
     noisy = sum(v > NOISY for v in values)
     if noisy:
         line += f" {noisy} of {len(values)} measurements above {100 * NOISY:.0f}%: treat with care."
+    waited = res.get("quiet_wait_total_s")
+    if waited:
+        line += f" The harness waited {waited:.0f}s in total for the machine to go quiet."
     return [line]
 
 

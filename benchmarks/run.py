@@ -30,10 +30,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--servers", nargs="+", choices=sorted(SERVERS), help="servers to run")
     p.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), help="scenarios to run")
     p.add_argument("--rounds", type=int, help="rounds (median is reported); default 3, quick 1")
-    p.add_argument("--duration", type=float, help="seconds per measurement; default 4, quick 2")
+    p.add_argument("--duration", type=float, help="seconds per measurement; default 3, quick 2")
     p.add_argument("--warmup", type=float, help="warm-up seconds; default 1")
     p.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
     p.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        help="max seconds to wait for an idle machine before each measurement (default 5, quick 0)",
+    )
     p.add_argument("--out", type=Path, help="results directory (default benchmarks/results)")
     p.add_argument("--tag", default="", help="suffix for result file names")
     p.add_argument("--upgrade", action="store_true", help="pip install -U the peers first")
@@ -65,11 +70,12 @@ def main() -> int:
     from benchmarks.scenarios import SCENARIOS, Settings
 
     settings = Settings(
-        duration_s=args.duration or (2.0 if args.quick else 4.0),
+        duration_s=args.duration or (2.0 if args.quick else 3.0),
         warmup_s=args.warmup if args.warmup is not None else 1.0,
         rounds=args.rounds or (1 if args.quick else 3),
         connections=args.connections,
         threads=args.threads,
+        quiet_wait_s=args.quiet_wait if args.quiet_wait is not None else (0 if args.quick else 5),
     )
     plan = Plan(
         servers=args.servers or (QUICK_SERVERS if args.quick else DEFAULT_SERVERS),

@@ -28,6 +28,8 @@ class Settings:
     threads: int = 2
     ws_connections: int = 50
     idle_connections: int = 1000
+    quiet_wait_s: float = 5.0  # per measurement: wait up to this long for a quiet machine
+    quiet_budget_s: float = 90.0  # total quiet waiting allowed in one run
 
 
 @dataclass(frozen=True)
