@@ -70,6 +70,7 @@ class HTTPConnection(asyncio.Protocol):
         # Set once a request that ends the connection was read: later bytes are not parsed.
         self.input_done = False
         self.head_keep_alive = True
+        self.pending_error = ""  # an error to answer once the requests before it are answered
         self.forwarded_trusted = False
         self.proxy_buffer: bytes | None = None
         self.proxy_trusted = False
@@ -290,16 +291,29 @@ class HTTPConnection(asyncio.Protocol):
             self._become_idle()
 
     def on_bad_request(self, exc: RequestError) -> None:
-        """Answer a request we refuse with a short error and close the connection."""
+        """Answer a request we refuse with a short error and close the connection.
+
+        Requests read before the bad bytes are still answered, in order, and the error goes
+        after them: answering now would hand the client the 400 as the reply to an earlier
+        request, and whether that happened would depend on how the bytes were split.
+        """
         self.log.warning("Invalid request from ip=%s: %s", self._peer(), exc.detail or exc.key)
         transport = self.transport
         if transport is None or self.closed:
             return
+        self.input_done = True
+        broken = self.parsing  # its body is what was bad: it can never complete
+        if broken is not None:
+            self.parsing = None
+            broken.on_disconnect()
+            if broken in self.pipeline:
+                self.pipeline.remove(broken)
         answering = self.cycle
+        if answering is not None and answering is not broken:
+            self.pending_error = exc.key  # written by on_response_complete
+            self.clear_deadline()  # the header deadline must not cut the answers short
+            return
         if answering is None or not answering.started:
-            for cycle in (answering, self.parsing, *self.pipeline):
-                if cycle is not None:
-                    cycle.on_disconnect()
             transport.write(RESPONSES[exc.key])
         transport.close()
         self.closed = True
@@ -377,6 +391,11 @@ class HTTPConnection(asyncio.Protocol):
         if transport is None or self.closed:
             return
         if not cycle.keep_alive:
+            transport.close()
+            self.closed = True
+            return
+        if self.pending_error and not self.pipeline:
+            transport.write(RESPONSES[self.pending_error])
             transport.close()
             self.closed = True
             return
