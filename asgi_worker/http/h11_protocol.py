@@ -82,7 +82,8 @@ class H11Protocol(HTTPConnection):
         except RequestError as exc:
             self.on_bad_request(exc)
         except h11.RemoteProtocolError as exc:
-            self.on_bad_request(_classify(exc))
+            # Our head rules first, as llhttp checks characters before field semantics.
+            self.on_bad_request(self._raw_head_error() or _classify(exc))
 
     def _process_events(self) -> None:
         while not self.closed:
@@ -115,14 +116,11 @@ class H11Protocol(HTTPConnection):
 
     def _on_request(self, event: h11.Request) -> None:
         self.in_head = False
+        error = self._raw_head_error()
         raw_head = self.raw_head
         self.raw_head = bytearray()
-        end = _HEAD_END(raw_head)
-        if end is not None:
-            del raw_head[end.end():]
-        bad = _BAD_HEAD(raw_head)
-        if bad is not None:
-            raise RequestError("bad_header", f"{bad.group()!r} in the request head")
+        if error is not None:
+            raise error
         method = bytes(event.method)
         target = bytes(event.target)
         line = len(method) + len(target) + 10
@@ -150,6 +148,17 @@ class H11Protocol(HTTPConnection):
         version = event.http_version.decode("ascii")
         keep_alive = not close and (version == "1.1" or keep_alive_token)
         self.on_head(method, target, version, headers, keep_alive)
+
+    def _raw_head_error(self) -> RequestError | None:
+        """Trim :attr:`raw_head` to the head h11 parsed; the rule it breaks, if any."""
+        raw_head = self.raw_head
+        end = _HEAD_END(raw_head)
+        if end is not None:
+            del raw_head[end.end():]
+        bad = _BAD_HEAD(raw_head)
+        if bad is None:
+            return None
+        return RequestError("bad_header", f"{bad.group()!r} in the request head")
 
     def _check_chunk_size(self, received: int) -> None:
         """Refuse a chunk whose size line overflows 64 bits, as llhttp does."""
