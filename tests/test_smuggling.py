@@ -448,3 +448,22 @@ def test_worker_survived_the_table(srv: GunicornServer) -> None:
     # The only tracebacks are those of app exceptions the tests caused on purpose.
     assert log.count("Traceback") == log.count("Exception in ASGI application")
     assert len(srv.worker_pids()) == 1
+
+
+def test_requests_before_a_bad_one_are_answered_first(srv: GunicornServer) -> None:
+    """Pipelined requests read before malformed bytes get their own answers, in order, then
+    the 400: answering at once would give the client a 400 for its first request."""
+    request = (b"GET /sleep?0.2 HTTP/1.1\r\nHost: x\r\n\r\n"
+               b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok"
+               b"GARBAGE\r\n\r\n" + SMUGGLED)
+    outcome = send_case(srv.port, request)
+    assert [status for status, _, _ in outcome.responses[:3]] == [200, 200, 400]
+    assert [body for _, _, body in outcome.responses[:2]] == [b"slept 0.2", b"ok"]
+    assert len(outcome.responses) == 3 and outcome.closed
+
+
+def test_bad_chunk_after_pipelined_request_answers_the_first(srv: GunicornServer) -> None:
+    request = (b"GET /sleep?0.2 HTTP/1.1\r\nHost: x\r\n\r\n"
+               + chunked(b"5\r\nhelloXX" + SMUGGLED_CHUNK))
+    outcome = send_case(srv.port, request)
+    assert [status for status, _, _ in outcome.responses] == [200, 400] and outcome.closed
