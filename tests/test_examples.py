@@ -306,3 +306,50 @@ def test_nginx_sends_what_gunicorn_trusts(start_server) -> None:  # type: ignore
     assert scope["client"][0] == "203.0.113.7"
     assert scope["scheme"] == "https"
     assert scope["root_path"] == "/api" and scope["path"] == "/api/scope"
+
+
+# -- docs/configuration.md stays true --------------------------------------------------------------
+
+
+def configuration_table() -> dict[str, str]:
+    """``ASGI_WORKER_*`` name -> the Default cell of the options table in configuration.md."""
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    rows = re.findall(r"^\| `ASGI_WORKER_(\w+)` \| ([^|]+) \|", text, flags=re.MULTILINE)
+    return {name: default.strip() for name, default in rows}
+
+
+def test_configuration_doc_lists_every_option_with_its_default() -> None:
+    from asgi_worker.settings import KNOWN_ENV, Settings
+
+    table = configuration_table()
+    assert set(table) == set(KNOWN_ENV)
+    defaults = Settings()
+    numbers = {"HEADER_TIMEOUT": defaults.header_timeout, "BODY_TIMEOUT": defaults.body_timeout,
+               "SEND_TIMEOUT": defaults.send_timeout, "MAX_BODY_SIZE": defaults.max_body_size,
+               "WS_PING_INTERVAL": defaults.ws_ping_interval,
+               "WS_PING_TIMEOUT": defaults.ws_ping_timeout,
+               "WS_MAX_MESSAGE_SIZE": defaults.ws_max_message_size}
+    for name, value in numbers.items():
+        documented = re.match(r"`([\d.]+)`", table[name])
+        assert documented and float(documented.group(1)) == value, name
+    switches = {"WS": defaults.ws_enabled,
+                "WS_PER_MESSAGE_DEFLATE": defaults.ws_per_message_deflate}
+    for name, on in switches.items():
+        assert table[name].startswith("`on`" if on else "`off`"), name
+    assert table["LOOP"].startswith(f"`{defaults.loop}`")
+    assert table["LIFESPAN"].startswith(f"`{defaults.lifespan}`")
+
+
+@pytest.mark.parametrize("assignment", [
+    "ASGI_WORKER_WS_PING_INTERVAL=soon", "ASGI_WORKER_LOOP=trio", "ASGI_WORKER_WS=maybe",
+    "ASGI_WORKER_HEADER_TIMEOUT=0", "ASGI_WORKER_MAX_BODY_SIZE=-1",
+])
+def test_configuration_doc_error_messages_are_real(assignment: str, tmp_path: Path) -> None:
+    name, _, value = assignment.partition("=")
+    documented = next(line.strip() for line in (ROOT / "docs" / "configuration.md")
+                      .read_text().splitlines() if f"{name}='{value}'" in line)
+    documented = documented.split("] ", 1)[-1]  # drop a log prefix where the doc shows one
+    srv = GunicornServer(["-k", "asgi_worker.Worker", "-b", "127.0.0.1:0", "-e", assignment,
+                          "examples.hello:app"], tmp_path, wait_ready=False)
+    assert srv.proc.wait(30) == 3  # Gunicorn's "worker failed to boot" exit status
+    assert documented in srv.log()
