@@ -1,0 +1,48 @@
+"""WebSocket support: the upgrade hand-off from the HTTP connection to a WebSocket session.
+
+The HTTP connection calls :func:`upgrade` once it has parsed a ``GET`` with
+``Upgrade: websocket``. The handshake is validated by websockets' sans-I/O protocol
+(:mod:`.handshake`), and the connection becomes a :class:`~.session.WebSocketSession` that
+runs the ASGI app over ASGI websocket messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from ..http.errors import RESPONSES
+from .handshake import (
+    handshake_request,
+    new_protocol,
+    plain_response,
+    websocket_scope,
+)
+from .session import WebSocketDisconnected, WebSocketSession
+
+if TYPE_CHECKING:
+    from ..server import Server
+
+__all__ = ["WebSocketDisconnected", "WebSocketSession", "upgrade"]
+
+
+def upgrade(server: Server, transport: asyncio.Transport, scope: dict[str, Any],
+            leftover: bytes) -> None:
+    """Take over ``transport`` for a WebSocket session, or refuse the handshake over HTTP."""
+    protocol = new_protocol(server.settings)
+    response = protocol.accept(handshake_request(scope))
+    accepted = response.status_code == 101
+    session = WebSocketSession(server, transport, scope, protocol,
+                               response.headers if accepted else None)
+    transport.set_protocol(session)
+    if server.draining:
+        session.refuse(plain_response(503, "Server is shutting down\n", server.date_header),
+                       503)
+    elif not accepted:
+        client = scope.get("client")
+        server.log.warning("Invalid WebSocket handshake from ip=%s: %s",
+                           client[0] if client else "unix", protocol.handshake_exc)
+        session.refuse(RESPONSES["bad_websocket"], 400)
+    server.connection_made(session)
+    if session.state == 0:  # still CONNECTING: the app decides
+        session.start(server.app, websocket_scope(scope, protocol.offered), leftover)

@@ -1,0 +1,593 @@
+"""One WebSocket session: ASGI websocket messages over websockets' sans-I/O protocol.
+
+The session takes over the transport from the HTTP connection after the upgrade request. It
+feeds received bytes to :class:`~websockets.server.ServerProtocol`, turns data frames into
+``websocket.receive`` messages, writes whatever the protocol has to send in one write per
+event, and carries the app's ``send()`` calls back the other way. Flow control is the
+transport's: reading pauses while the app has not consumed queued messages or while the
+write buffer is full, and ``send()`` waits for the write buffer to drain. Keepalive pings, the
+pong timeout, the close handshake timeout and the slow-reader timeout are deadlines that the
+server's tick enforces, so the session arms no timers of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import os
+from collections import deque
+from typing import TYPE_CHECKING, Any, cast
+
+from websockets.frames import Frame, Opcode
+from websockets.protocol import OPEN as PROTOCOL_OPEN
+
+from ..http.cycle import ClientDisconnected
+from ..types import ASGIApp, Message
+from .handshake import (
+    WebSocketProtocol,
+    accept_head,
+    check_headers,
+    plain_response,
+    response_head,
+)
+
+if TYPE_CHECKING:
+    from websockets.datastructures import Headers
+
+    from ..server import Server
+
+# Received messages the app has not taken yet before reading pauses (websockets' max_queue),
+# and the bytes they may hold: together they bound memory per connection at one read past
+# whichever limit is hit first.
+MAX_QUEUE = 16
+MAX_QUEUE_BYTES = 1024 * 1024
+# Bytes a client may send before the app accepted (it should send none) before reading pauses.
+MAX_PENDING = 64 * 1024
+# How long the peer gets to answer our close frame (and the socket to flush) before an abort.
+CLOSE_TIMEOUT = 5.0
+
+# The ASGI side of the session.
+CONNECTING = 0  # the app has not answered the handshake yet
+DENYING = 1  # the app is sending an HTTP response instead of accepting
+OPEN = 2  # accepted; messages flow both ways
+CLOSED = 3  # the app may no longer send: closed by either side, or the socket is gone
+
+# Why reading is paused; reading resumes when no reason is left.
+_PAUSE_QUEUE = 1
+_PAUSE_WRITE = 2
+_PAUSE_PENDING = 4
+
+_TEXT = Opcode.TEXT
+_BINARY = Opcode.BINARY
+_CONT = Opcode.CONT
+_PONG = Opcode.PONG
+_CLOSE = Opcode.CLOSE
+_CONNECT: Message = {"type": "websocket.connect"}
+_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+
+
+class WebSocketDisconnected(ClientDisconnected):
+    """``send()`` on a closed WebSocket (ASGI spec 2.4: a server-specific ``OSError``)."""
+
+
+class WebSocketSession(asyncio.Protocol):
+    """The protocol of an upgraded connection, and the ASGI ``receive``/``send`` of its app.
+
+    It also stands for the session's single request in the server's bookkeeping: ``scope``
+    (the HTTP scope of the upgrade request), ``status``, ``response_headers``, ``bytes_sent``,
+    ``start_time`` and ``duration`` are what the access log and the request hooks read.
+    """
+
+    def __init__(self, server: Server, transport: asyncio.Transport, scope: dict[str, Any],
+                 protocol: WebSocketProtocol, handshake: Headers | None) -> None:
+        self.server = server
+        self.loop = server.loop
+        self.log = server.log
+        self.transport = transport
+        self.scope = scope
+        self.ws_scope: dict[str, Any] = {}
+        self.protocol = protocol
+        self.handshake = handshake
+        settings = server.settings
+        self.ping_interval = settings.ws_ping_interval
+        self.ping_timeout = settings.ws_ping_timeout
+        self.send_timeout = settings.send_timeout
+        self.state = CONNECTING
+        self.queue: deque[tuple[Message, int]] = deque()
+        self.queued_bytes = 0
+        self.waiter: asyncio.Future[None] | None = None
+        self.connect_sent = False
+        self.disconnect: Message | None = None
+        self.pending: list[bytes] = []
+        self.pending_bytes = 0
+        self.fragments: list[Any] = []
+        self.fragment_size = 0
+        self.decoder: Any = None
+        self.paused = 0
+        self.write_paused = False
+        self.write_waiter: asyncio.Future[None] | None = None
+        self.closed = False
+        self.closing = False
+        self.going_away = False
+        self.failure: tuple[int, str] | None = None
+        self.ping_payload = b""
+        self.ping_at = 0.0
+        self.pong_by = 0.0
+        self.write_by = 0.0
+        self.close_by = 0.0
+        self.deadline = 0.0
+        self.denial_length = -1
+        self.denial_started = False
+        self.status = 0
+        self.response_headers: list[tuple[bytes, bytes]] = []
+        self.bytes_sent = 0
+        self.start_time = server.time() if server.access_log_enabled else 0.0
+        self.duration = 0.0
+        self.completed = False
+        self.task: asyncio.Task[None] | None = None
+
+    # -- start -----------------------------------------------------------------------------------
+
+    def refuse(self, response: bytes, status: int) -> None:
+        """Answer the handshake with an HTTP error instead of running the app."""
+        self.state = CLOSED
+        self.status = status
+        self._end_transport(response)
+
+    def start(self, app: ASGIApp, ws_scope: dict[str, Any], leftover: bytes) -> None:
+        """Run the app; bytes that came with the request wait until it accepts."""
+        self.ws_scope = ws_scope
+        if leftover:
+            self.data_received(leftover)
+        task = self.task = self.loop.create_task(self.run(app))
+        self.server.on_request_start(self, task)
+
+    async def run(self, app: ASGIApp) -> None:
+        """Call the app; whatever it leaves unfinished is finished here."""
+        try:
+            await app(self.ws_scope, self.receive, self.send)
+        except BaseException as exc:
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            if self.closed or isinstance(exc, asyncio.CancelledError):
+                self.log.debug("ASGI WebSocket app ended after the connection closed: %r", exc)
+            else:
+                self.log.error("Exception in ASGI WebSocket application (%s)",
+                               self.scope["path"], exc_info=exc)
+            self._after_app(failed=True)
+        else:
+            self._after_app(failed=False)
+        finally:
+            if self.task is not None:
+                self.server.tasks.discard(self.task)
+                self.task = None
+
+    def _after_app(self, failed: bool) -> None:
+        state = self.state
+        if state is CLOSED or self.closed:
+            return
+        if state == CONNECTING:
+            if not failed:
+                self.log.error("ASGI app returned without accepting or closing the WebSocket "
+                               "(%s)", self.scope["path"])
+            self.refuse(plain_response(500, "Internal Server Error\n",
+                                       self.server.date_header), 500)
+        elif state == DENYING:
+            # A truncated denial body: closing tells the client it is incomplete.
+            self.state = CLOSED
+            self._end_transport(b"")
+        else:
+            self._close(1011 if failed else 1000, "")
+
+    # -- asyncio.Protocol ------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self.state == OPEN or (self.state == CLOSED and not self.closing):
+            self._receive(data)
+        elif not self.closing:
+            # Before the app accepts, frames have nowhere to go; a client should send none.
+            self.pending.append(data)
+            self.pending_bytes += len(data)
+            if self.pending_bytes > MAX_PENDING:
+                self._pause(_PAUSE_PENDING)
+
+    def eof_received(self) -> bool | None:
+        if self.state == OPEN or self.state == CLOSED:
+            self.protocol.receive_eof()
+            self._flush()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.closing = True
+        self.deadline = self.ping_at = self.pong_by = self.write_by = self.close_by = 0.0
+        close = self.protocol.close_rcvd
+        if close is not None:
+            self._end_for_app(int(close.code), close.reason)
+        elif self.failure is not None:
+            self._end_for_app(*self.failure)
+        else:
+            self._end_for_app(1006, "")
+        self.state = CLOSED
+        waiter = self.write_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        self.server.connection_lost(self)
+        self._complete()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        # The buffer must drain within send_timeout, whether or not the app is sending:
+        # a client that stops reading would otherwise hold the buffer (and pongs) forever.
+        self.write_by = self.loop.time() + self.send_timeout
+        self._arm()
+        self._pause(_PAUSE_WRITE)
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self.write_by = 0.0
+        self._arm()
+        self._resume(_PAUSE_WRITE)
+        waiter = self.write_waiter
+        if waiter is not None:
+            self.write_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- frames in ---------------------------------------------------------------------------
+
+    def _receive(self, data: bytes) -> None:
+        protocol = self.protocol
+        protocol.receive_data(data)
+        for event in protocol.events_received():
+            frame = cast(Frame, event)  # the parser is past the handshake: frames only
+            opcode = frame.opcode
+            if opcode is _TEXT or opcode is _BINARY or opcode is _CONT:
+                if self.state == OPEN:
+                    self._on_data(frame)
+            elif opcode is _PONG:
+                if self.pong_by and frame.data == self.ping_payload:
+                    self.pong_by = 0.0
+                    self._arm()
+            elif opcode is _CLOSE:
+                self._on_close_frame()
+        self._flush()
+
+    def _on_data(self, frame: Frame) -> None:
+        data = frame.data
+        opcode = frame.opcode
+        if frame.fin and opcode is not _CONT:
+            if opcode is _TEXT:
+                try:
+                    text = str(data, "utf-8")
+                except UnicodeDecodeError as exc:
+                    self._fail_utf8(exc)
+                    return
+                self._enqueue({"type": "websocket.receive", "text": text}, len(data))
+            else:
+                if type(data) is not bytes:
+                    data = bytes(data)
+                self._enqueue({"type": "websocket.receive", "bytes": data}, len(data))
+            return
+        # Fragments: websockets checks their order and the message size limit. Text is
+        # decoded as it arrives so that invalid UTF-8 fails the connection at once.
+        if opcode is not _CONT:
+            self.decoder = _Utf8Decoder() if opcode is _TEXT else None
+            self.fragments = []
+            self.fragment_size = 0
+        decoder = self.decoder
+        if decoder is not None:
+            try:
+                self.fragments.append(decoder.decode(data, frame.fin))
+            except UnicodeDecodeError as exc:
+                self._fail_utf8(exc)
+                return
+        else:
+            self.fragments.append(data)
+        self.fragment_size += len(data)
+        if frame.fin:
+            fragments = self.fragments
+            self.fragments = []
+            message: Message
+            if decoder is not None:
+                self.decoder = None
+                message = {"type": "websocket.receive", "text": "".join(fragments)}
+            else:
+                message = {"type": "websocket.receive", "bytes": b"".join(fragments)}
+            self._enqueue(message, self.fragment_size)
+
+    def _fail_utf8(self, exc: UnicodeDecodeError) -> None:
+        self._fail(1007, "invalid UTF-8")
+        self.log.debug("WebSocket from %s sent invalid UTF-8: %s", self._peer(), exc)
+
+    def _on_close_frame(self) -> None:
+        # websockets queued the echo and EOF; the app learns the peer's code and reason.
+        close = self.protocol.close_rcvd
+        assert close is not None
+        self._end_for_app(int(close.code), close.reason)
+        self.state = CLOSED
+
+    def _enqueue(self, message: Message, size: int) -> None:
+        self.queue.append((message, size))
+        self.queued_bytes += size
+        if len(self.queue) >= MAX_QUEUE or self.queued_bytes >= MAX_QUEUE_BYTES:
+            self._pause(_PAUSE_QUEUE)
+        self._wake()
+
+    def _end_for_app(self, code: int, reason: str) -> None:
+        """The app's next ``receive()`` after the queued messages is ``websocket.disconnect``."""
+        if self.disconnect is None:
+            self.disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
+            self.queue.append((self.disconnect, 0))
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- bytes out -------------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Write what the protocol has to send in one write; honour its end-of-stream signal."""
+        writes = self.protocol.data_to_send()
+        if not writes or self.closing:
+            return
+        if writes[-1]:
+            self.transport.write(writes[0] if len(writes) == 1 else b"".join(writes))
+            return
+        # websockets signals "close the TCP connection" with an empty chunk, always last.
+        self._end_transport(b"".join(writes))
+
+    def _end_transport(self, data: bytes) -> None:
+        """Write ``data`` and close; abort if the peer does not let the buffer drain."""
+        if self.closing:
+            return
+        self.closing = True
+        self._resume(_PAUSE_PENDING | _PAUSE_QUEUE)
+        if data:
+            self.transport.write(data)
+        self.transport.close()
+        self.ping_at = self.pong_by = 0.0
+        self.close_by = self.loop.time() + CLOSE_TIMEOUT
+        self._arm()
+
+    def _close(self, code: int, reason: str) -> None:
+        """Start the closing handshake; the peer has CLOSE_TIMEOUT to answer."""
+        self.state = CLOSED
+        if self.protocol.state is PROTOCOL_OPEN:
+            self.protocol.send_close(code, reason)
+            self._flush()
+            self.ping_at = self.pong_by = 0.0
+            if not self.close_by:
+                self.close_by = self.loop.time() + CLOSE_TIMEOUT
+            self._arm()
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection: close frame, then close the socket without waiting."""
+        self.failure = (code, reason)
+        self._end_for_app(code, reason)
+        self.state = CLOSED
+        self.protocol.fail(code, reason)
+        self._flush()
+
+    # -- flow control ----------------------------------------------------------------------------
+
+    def _pause(self, reason: int) -> None:
+        if not self.paused and not self.closing:
+            self.transport.pause_reading()
+        self.paused |= reason
+
+    def _resume(self, reason: int) -> None:
+        if not self.paused & reason:
+            return
+        self.paused &= ~reason
+        if not self.paused and not self.closed:
+            self.transport.resume_reading()
+
+    async def _writable(self) -> None:
+        while self.write_paused and not self.closed:
+            if self.write_waiter is None:
+                self.write_waiter = self.loop.create_future()
+            await asyncio.shield(self.write_waiter)
+
+    # -- ASGI receive ----------------------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        if not self.connect_sent:
+            self.connect_sent = True
+            return dict(_CONNECT)
+        queue = self.queue
+        while not queue:
+            if self.disconnect is not None:
+                return self.disconnect
+            waiter = self.waiter = self.loop.create_future()
+            await waiter
+        message, size = queue.popleft()
+        self.queued_bytes -= size
+        if (self.paused & _PAUSE_QUEUE and len(queue) <= MAX_QUEUE // 4
+                and self.queued_bytes < MAX_QUEUE_BYTES // 4):
+            self._resume(_PAUSE_QUEUE)
+        return message
+
+    # -- ASGI send -------------------------------------------------------------------------------
+
+    async def send(self, message: Message) -> None:
+        if self.write_paused:
+            await self._writable()
+        kind = message["type"]
+        state = self.state
+        if kind == "websocket.send":
+            if state != OPEN:
+                self._not_open(kind)
+            text = message.get("text")
+            if text is not None:
+                data = text.encode()
+                self.protocol.send_text(data)
+            else:
+                data = message.get("bytes")
+                if data is None:
+                    raise RuntimeError("websocket.send needs 'bytes' or 'text'")
+                self.protocol.send_binary(data)
+            self.bytes_sent += len(data)
+            self._flush()
+        elif kind == "websocket.accept":
+            if state != CONNECTING:
+                self._not_open(kind)
+            self._accept(message)
+        elif kind == "websocket.close":
+            if state == CONNECTING:
+                # ASGI: closing before accepting answers the handshake with 403.
+                self.refuse(plain_response(403, "Forbidden\n", self.server.date_header), 403)
+            elif state == OPEN:
+                code = message.get("code")
+                self._close(1000 if code is None else code, message.get("reason") or "")
+            else:
+                self._not_open(kind)
+        elif kind == "websocket.http.response.start":
+            if state != CONNECTING:
+                self._not_open(kind)
+            self._start_denial(message)
+        elif kind == "websocket.http.response.body":
+            if state != DENYING:
+                self._not_open(kind)
+            self._denial_body(message.get("body", b""), message.get("more_body", False))
+        else:
+            raise RuntimeError(f"unexpected ASGI WebSocket message {kind!r}")
+
+    def _not_open(self, kind: str) -> None:
+        if self.state == CLOSED or self.closed:
+            raise WebSocketDisconnected(f"{kind}: the WebSocket is closed")
+        expected = {CONNECTING: "'websocket.accept', 'websocket.close' or "
+                                "'websocket.http.response.start'",
+                    DENYING: "'websocket.http.response.body'",
+                    OPEN: "'websocket.send' or 'websocket.close'"}[self.state]
+        raise RuntimeError(f"unexpected ASGI message {kind!r}; expected {expected}")
+
+    def _accept(self, message: Message) -> None:
+        assert self.handshake is not None
+        extra = check_headers(message.get("headers") or ())
+        head = accept_head(self.handshake, message.get("subprotocol"), extra,
+                           self.server.date_header)
+        self.handshake = None
+        self.transport.write(head)
+        self.state = OPEN
+        self.status = 101
+        self.response_headers = extra
+        if self.ping_interval:
+            self.ping_at = self.loop.time() + self.ping_interval
+            self._arm()
+        if self.going_away:
+            self.shutdown(0.0)
+            return
+        pending = self.pending
+        if pending:
+            self.pending = []
+            self.pending_bytes = 0
+            self._resume(_PAUSE_PENDING)
+            self._receive(b"".join(pending))
+
+    def _start_denial(self, message: Message) -> None:
+        status = message["status"]
+        if type(status) is not int or not 100 <= status <= 999:
+            raise RuntimeError(f"invalid response status {status!r}")
+        self.status = status
+        self.response_headers = check_headers(message.get("headers") or ())
+        self.state = DENYING
+        for name, value in self.response_headers:
+            if name.lower() == b"content-length":
+                self.denial_length = int(value) if value.isdigit() else -1
+
+    def _denial_body(self, body: bytes, more_body: bool) -> None:
+        if self.closing:
+            raise WebSocketDisconnected("the client closed the connection")
+        self.bytes_sent += len(body)
+        if not self.denial_started:
+            # First body message: the head goes with it, framed by length when it is known.
+            self.denial_started = True
+            framing = b""
+            if self.denial_length < 0 and not more_body:
+                framing = b"content-length: %d\r\n" % len(body)
+            body = response_head(self.status, self.response_headers, self.server.date_header,
+                                 framing) + body
+        if more_body:
+            self.transport.write(body)
+        else:
+            self.state = CLOSED
+            self._end_transport(body)
+
+    # -- what the server asks of every connection ----------------------------------------------
+
+    def on_deadline(self) -> None:
+        """The tick found :attr:`deadline` passed: close, fail or ping, whichever is due."""
+        now = self.loop.time()
+        if self.closed:
+            self.deadline = 0.0
+            return
+        if self.close_by and now >= self.close_by:
+            self.close_by = 0.0
+            self.transport.abort()
+            return
+        if self.write_by and now >= self.write_by:
+            self.log.info("Closing WebSocket from %s: client too slow to read", self._peer())
+            self.write_by = 0.0
+            self.transport.abort()
+            return
+        if self.pong_by and now >= self.pong_by:
+            if self.paused & _PAUSE_QUEUE:
+                # The pong may be queued behind messages the app has not read: not the
+                # peer's fault, so wait for the app.
+                self.pong_by = now + self.ping_timeout
+            else:
+                self.log.info("Closing WebSocket from %s: no pong within %gs", self._peer(),
+                              self.ping_timeout)
+                self.pong_by = 0.0
+                self._fail(1011, "keepalive ping timeout")
+                return
+        if self.ping_at and now >= self.ping_at:
+            self.ping_at = now + self.ping_interval
+            if not self.pong_by and self.protocol.state is PROTOCOL_OPEN:
+                self.ping_payload = os.urandom(4)
+                self.protocol.send_ping(self.ping_payload)
+                self._flush()
+                if self.ping_timeout:
+                    self.pong_by = now + self.ping_timeout
+        self._arm()
+
+    def _arm(self) -> None:
+        deadline = 0.0
+        for when in (self.ping_at, self.pong_by, self.write_by, self.close_by):
+            if when and (not deadline or when < deadline):
+                deadline = when
+        self.deadline = deadline
+
+    def shutdown(self, grace: float) -> None:
+        """Graceful shutdown: close with 1001; the app receives ``websocket.disconnect`` 1001."""
+        self.going_away = True
+        if self.state == OPEN and not self.closed:
+            self._end_for_app(1001, "server shutting down")
+            self._close(1001, "server shutting down")
+
+    def force_close(self) -> None:
+        if not self.closed:
+            self.transport.abort()
+
+    def describe(self) -> list[str]:
+        return [f"WebSocket {self.scope['path']} from {self._peer()}"]
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _complete(self) -> None:
+        if self.completed:
+            return
+        self.completed = True
+        if self.start_time:
+            self.duration = self.server.time() - self.start_time
+        self.server.on_response_complete(self)
+
+    def _peer(self) -> str:
+        client = self.scope.get("client")
+        return str(client[0]) if client else "unix"
+
