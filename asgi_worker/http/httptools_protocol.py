@@ -57,6 +57,11 @@ class HttpToolsProtocol(HTTPConnection):
                 return  # llhttp refuses bytes after a closing request; we ignore them
             self.on_bad_request(_classify(exc))
             return
+        if self.upgrade_scope is not None:
+            # llhttp flags an upgrade only with "Connection: upgrade"; without it nothing would
+            # answer the request. The WebSocket handshake refuses it (400), as with h11.
+            self.start_upgrade(b"")
+            return
         if self.parsing is None and self.head_bytes > self.max_head:
             self.on_bad_request(RequestError("headers_too_large", "request head too large"))
 
