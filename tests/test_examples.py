@@ -277,6 +277,8 @@ def test_kubernetes_container_serves_its_probes(tmp_path: Path) -> None:
     _, container = deployment_container()
     env = {item["name"]: item["value"] for item in container["env"]}
     env["XDG_RUNTIME_DIR"] = str(tmp_path)
+    if GUNICORN_MAJOR < 25:  # networks in forwarded_allow_ips are Gunicorn 25+, as commented
+        env["FORWARDED_ALLOW_IPS"] = "127.0.0.1"
     args = local_args(container["args"])
     srv = serve(args, tmp_path, env=env, workers=int(option(args, "--workers")))
     for probe in ("readinessProbe", "startupProbe"):
