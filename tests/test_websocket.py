@@ -209,17 +209,20 @@ def test_many_fragments_within_the_limit(tuned: GunicornServer) -> None:
 
 
 @pytest.mark.parametrize("fragmented", [False, True], ids=["one-frame", "fragments"])
-def test_message_above_the_limit_closes_1009(tuned: GunicornServer, fragmented: bool) -> None:
+def test_message_above_the_limit_closes_1009(tuned: GunicornServer, fragmented: bool,
+                                             tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
     payload = b"x" * 65537
 
     async def session() -> int | None:
-        async with ws_connect(ws_url(tuned, "echo"), max_size=None) as ws:
+        async with ws_connect(ws_url(tuned, f"echo?{marker}"), max_size=None) as ws:
             await ws.send([payload[:40000], payload[40000:]] if fragmented else payload)
             with pytest.raises(ConnectionClosed):
                 await ws.recv()
             return ws.close_code
 
     assert run(session()) == 1009
+    assert wait_for_lines(marker, "disconnect")[0].startswith("disconnect 1009 ")
 
 
 def test_invalid_utf8_closes_1007(srv: GunicornServer) -> None:
@@ -472,3 +475,27 @@ def test_max_requests_recycles_a_websocket_only_worker(start_server: Any, worker
     lines = [line for line in access_log.read_text().splitlines() if "/echo" in line]
     assert len(lines) >= 3
     assert all('"GET /echo HTTP/1.1" 101' in line for line in lines), lines
+
+
+# -- the chat example ----------------------------------------------------------------------------
+
+
+def test_chat_example(start_server: Any, worker_class: str) -> None:
+    server = start_server("examples.chat.app:app", worker=worker_class)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert b"new WebSocket(" in read_until_close(sock)
+
+    async def session() -> list[str]:
+        async with ws_connect(ws_url(server, "ws?name=ann")) as ann, \
+                ws_connect(ws_url(server, "ws?name=bob")) as bob:
+            await ann.send("hello bob")
+            seen = []
+            for _ in range(5):
+                message = json.loads(await bob.recv())
+                seen.append(f"{message['name']}: {message['text']}")
+                if message["name"] == "ann":
+                    break
+            return seen
+
+    assert run(session())[-1] == "ann: hello bob"

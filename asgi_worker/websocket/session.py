@@ -251,6 +251,14 @@ class WebSocketSession(asyncio.Protocol):
                     self._arm()
             elif opcode is _CLOSE:
                 self._on_close_frame()
+        if protocol.state is not PROTOCOL_OPEN and self.state == OPEN:
+            # websockets failed the connection (1002 protocol error, 1009 too big, ...): the
+            # app learns the code we sent, since the peer will send none.
+            sent = protocol.close_sent
+            if sent is not None:
+                self.failure = (int(sent.code), sent.reason)
+                self._end_for_app(*self.failure)
+            self.state = CLOSED
         self._flush()
 
     def _on_data(self, frame: Frame) -> None:
@@ -346,7 +354,6 @@ class WebSocketSession(asyncio.Protocol):
         if self.closing:
             return
         self.closing = True
-        self._resume(_PAUSE_PENDING | _PAUSE_QUEUE)
         if data:
             self.transport.write(data)
         self.transport.close()
@@ -357,6 +364,8 @@ class WebSocketSession(asyncio.Protocol):
     def _close(self, code: int, reason: str) -> None:
         """Start the closing handshake; the peer has CLOSE_TIMEOUT to answer."""
         self.state = CLOSED
+        # Messages the app will never read must not keep the peer's close frame unread.
+        self._resume(_PAUSE_QUEUE)
         if self.protocol.state is PROTOCOL_OPEN:
             self.protocol.send_close(code, reason)
             self._flush()
@@ -384,7 +393,7 @@ class WebSocketSession(asyncio.Protocol):
         if not self.paused & reason:
             return
         self.paused &= ~reason
-        if not self.paused and not self.closed:
+        if not self.paused and not self.closing:
             self.transport.resume_reading()
 
     async def _writable(self) -> None:

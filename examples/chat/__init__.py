@@ -1,0 +1,1 @@
+"""A WebSocket chat room (Starlette) served by asgi_worker; see app.py."""
