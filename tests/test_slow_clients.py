@@ -194,8 +194,9 @@ def test_slow_clients_do_not_stop_a_worker_answering(crowded: GunicornServer,
         for sock in slow:
             sock.close()
     print(f"\n[{worker_class}] {SLOW_CLIENTS} slow clients ({still_open} still connected): "
-          f"normal request p50 {statistics.median(latencies) * 1000:.1f} ms, "
-          f"max {max(latencies) * 1000:.1f} ms over {len(latencies)} requests")
+          f"normal request: first {latencies[0] * 1000:.1f} ms, then p50 "
+          f"{statistics.median(latencies[1:]) * 1000:.1f} ms, max {max(latencies[1:]) * 1000:.1f}"
+          f" ms over {len(latencies) - 1} requests")
     assert still_open >= SLOW_CLIENTS * 0.95, "the slow clients were not all held open"
     assert max(latencies) < 1.0, latencies
 
