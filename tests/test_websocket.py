@@ -14,7 +14,9 @@ import os
 import re
 import signal
 import socket
+import ssl
 import struct
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -451,6 +453,18 @@ def test_sigterm_closes_with_1001(start_server: Any, worker_class: str, tmp_path
     assert server.proc.wait(10) == 0
 
 
+def test_upgrade_while_draining_is_503(start_server: Any, worker_class: str) -> None:
+    server = start_server(APP, worker=worker_class)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).endswith(b"plain HTTP")
+        server.signal(signal.SIGTERM)
+        # An idle keep-alive connection gets a moment to deliver a request once draining began.
+        server.wait_for_log("Worker draining", timeout=5)
+        sock.sendall(KEY_REQUEST % b"echo")
+        assert status_of(read_until_close(sock)) == 503
+
+
 def test_max_requests_recycles_a_websocket_only_worker(start_server: Any, worker_class: str,
                                                        tmp_path: Path) -> None:
     access_log = tmp_path / "access.log"
@@ -475,6 +489,30 @@ def test_max_requests_recycles_a_websocket_only_worker(start_server: Any, worker
     lines = [line for line in access_log.read_text().splitlines() if "/echo" in line]
     assert len(lines) >= 3
     assert all('"GET /echo HTTP/1.1" 101' in line for line in lines), lines
+
+
+# -- TLS -------------------------------------------------------------------------------------------
+
+
+def test_wss_scheme_over_tls(start_server: Any, worker_class: str, tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    server = start_server(APP, "--certfile", str(cert), "--keyfile", str(key),
+                          worker=worker_class)
+    context = ssl.create_default_context(cafile=str(cert))
+    context.check_hostname = False
+
+    async def session() -> tuple[Any, Any]:
+        url = f"wss://127.0.0.1:{server.port}"
+        async with ws_connect(url + "/scope", ssl=context) as ws:
+            scope = json.loads(await ws.recv())
+        async with ws_connect(url + "/echo", ssl=context) as ws:
+            await ws.send("secure")
+            return scope["scheme"], await ws.recv()
+
+    assert run(session()) == ("wss", "secure")
 
 
 # -- the chat example ----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from .handshake import (
     plain_response,
     websocket_scope,
 )
-from .session import WebSocketDisconnected, WebSocketSession
+from .session import CONNECTING, WebSocketDisconnected, WebSocketSession
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -44,5 +44,5 @@ def upgrade(server: Server, transport: asyncio.Transport, scope: dict[str, Any],
                            client[0] if client else "unix", protocol.handshake_exc)
         session.refuse(RESPONSES["bad_websocket"], 400)
     server.connection_made(session)
-    if session.state == 0:  # still CONNECTING: the app decides
+    if session.state == CONNECTING:  # not refused: the app decides
         session.start(server.app, websocket_scope(scope, protocol.offered), leftover)
