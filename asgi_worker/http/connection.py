@@ -19,7 +19,6 @@ from ..proxy import (
     ProxyHeaderError,
     apply_forwarded,
     forwarded_root_path,
-    has_forwarded_headers,
     parse_proxy_header,
 )
 from .cycle import ASGI_VERSION, RequestCycle, describe_request
@@ -39,6 +38,9 @@ MAX_PROXY_HEADER = 16 + 4096
 # RFC 9112 section 3.2: Host is uri-host [":" port]; anything else is answered 400.
 _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[-A-Za-z0-9._~%!$&'()*+,;=]*)(?::[0-9]*)?").fullmatch
 
+# Header names on_head validates; every other name costs one set lookup.
+_SPECIAL_HEADERS = frozenset({b"host", b"content-length", b"transfer-encoding", b"expect",
+                              b"upgrade"})
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 
 
@@ -72,6 +74,8 @@ class HTTPConnection(asyncio.Protocol):
         self.head_keep_alive = True
         self.pending_error = ""  # an error to answer once the requests before it are answered
         self.forwarded_trusted = False
+        self.head_pending = False
+        self.special_headers = _SPECIAL_HEADERS
         self.proxy_buffer: bytes | None = None
         self.proxy_trusted = False
 
@@ -92,6 +96,7 @@ class HTTPConnection(asyncio.Protocol):
         server = self.server
         host = self.client[0] if self.client else None
         self.forwarded_trusted = server.forwarded_peers.is_trusted(host)
+        self._update_special_headers()
         if server.proxy_peers is not None:
             self.proxy_buffer = b""
             self.proxy_trusted = server.proxy_peers.is_trusted(host)
@@ -192,13 +197,22 @@ class HTTPConnection(asyncio.Protocol):
     # -- called by the parser adapters --------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self.deadline = self.loop.time() + self.settings.header_timeout
+        # The header deadline is armed after the parser returns, and only when the head did not
+        # arrive whole (the common case costs no clock read).
+        self.deadline = 0.0
+        self.head_pending = True
+
+    def arm_head_deadline(self) -> None:
+        """After feeding the parser: bound the time a partly received head may take."""
+        if self.head_pending and not self.deadline:
+            self.deadline = self.loop.time() + self.settings.header_timeout
 
     def on_head(self, method: bytes, target: bytes, http_version: str,
                 headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None:
         """A complete request head: validate it, build the scope, queue its cycle."""
         self.head_bytes = 0
         self.deadline = 0.0
+        self.head_pending = False
         if http_version != "1.1" and http_version != "1.0":
             # llhttp accepts 0.9 and 2.0, h11 any digit.digit; 400 as llhttp answers 1.2.
             raise RequestError("bad_version", f"HTTP/{http_version}")
@@ -207,7 +221,11 @@ class HTTPConnection(asyncio.Protocol):
         chunked = False
         content_length = -1
         upgrade = b""
+        forwarded = False
+        special = self.special_headers
         for name, value in headers:
+            if name not in special:
+                continue
             if name == b"host":
                 if host_seen:
                     raise RequestError("bad_host", "more than one Host header")
@@ -232,6 +250,8 @@ class HTTPConnection(asyncio.Protocol):
                 expect_100 = http_version == "1.1"
             elif name == b"upgrade":
                 upgrade = value.lower()
+            else:
+                forwarded = True
         if not host_seen and http_version == "1.1":
             raise RequestError("missing_host")
         if chunked and content_length >= 0:
@@ -243,7 +263,7 @@ class HTTPConnection(asyncio.Protocol):
         if max_body and content_length > max_body:
             raise RequestError("body_too_large", f"Content-Length {content_length}")
         self.body_received = 0
-        scope = self._build_scope(method, target, http_version, headers)
+        scope = self._build_scope(method, target, http_version, headers, forwarded)
         if upgrade:
             keep_alive = False
         self.head_keep_alive = keep_alive
@@ -321,7 +341,7 @@ class HTTPConnection(asyncio.Protocol):
     # -- internals ---------------------------------------------------------------------------
 
     def _build_scope(self, method: bytes, target: bytes, http_version: str,
-                     headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+                     headers: list[tuple[bytes, bytes]], forwarded: bool) -> dict[str, Any]:
         if b"#" in target:
             # RFC 9112 section 3.2: no form of request-target has a fragment; both parsers
             # passed it on as part of the path.
@@ -345,7 +365,7 @@ class HTTPConnection(asyncio.Protocol):
         scheme = self.scheme
         root_path = self.settings.root_path
         forwarded_root = None
-        if self.forwarded_trusted and has_forwarded_headers(headers, self.server.forwarded.names):
+        if forwarded:
             try:
                 client, scheme = apply_forwarded(headers, client, scheme, self.server.forwarded)
                 forwarded_root = forwarded_root_path(headers, self.server.forwarded, path)
@@ -439,6 +459,11 @@ class HTTPConnection(asyncio.Protocol):
         self.server.connection_lost(self)
         upgrade(self.server, self.transport, scope, leftover)
 
+    def _update_special_headers(self) -> None:
+        """The header names on_head looks at: forwarded ones only from a trusted peer."""
+        self.special_headers = (_SPECIAL_HEADERS | self.server.forwarded.names
+                                if self.forwarded_trusted else _SPECIAL_HEADERS)
+
     def read_proxy_header(self, data: bytes) -> bytes:
         """Consume a PROXY protocol header before HTTP; return the bytes that follow it."""
         buffer = (self.proxy_buffer or b"") + data
@@ -463,6 +488,7 @@ class HTTPConnection(asyncio.Protocol):
                 self.client = header.source
                 self.forwarded_trusted = self.server.forwarded_peers.is_trusted(
                     header.source[0])
+                self._update_special_headers()
             if header.destination is not None:
                 self.sockname = header.destination
         return buffer[header.length:]

@@ -84,6 +84,8 @@ class H11Protocol(HTTPConnection):
         except h11.RemoteProtocolError as exc:
             # Our head rules first, as llhttp checks characters before field semantics.
             self.on_bad_request(self._raw_head_error() or _classify(exc))
+        else:
+            self.arm_head_deadline()
 
     def _process_events(self) -> None:
         while not self.closed:

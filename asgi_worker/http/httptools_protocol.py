@@ -64,6 +64,8 @@ class HttpToolsProtocol(HTTPConnection):
             return
         if self.parsing is None and self.head_bytes > self.max_head:
             self.on_bad_request(RequestError("headers_too_large", "request head too large"))
+            return
+        self.arm_head_deadline()
 
     # -- httptools callbacks -------------------------------------------------------------------
 
