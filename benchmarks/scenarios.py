@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from benchmarks import idle, servers
 from benchmarks.paths import LUA, REPO, VENV_PYTHON
 from benchmarks.servers import RunningServer, ServerOptions, ServerSpec
 from benchmarks.wrk import LOAD_CPU, WrkResult, run_wrk
+from benchmarks.wsclient import WINDOW_END, WINDOW_START
 
 Measurement = dict[str, Any]
 
@@ -92,28 +95,29 @@ def _wrk(server: RunningServer, sc: Scenario, st: Settings, seconds: float) -> W
     return run_wrk(_url(server, sc.path), seconds, conns, st.threads, script)
 
 
-def _harness_seconds() -> float:
-    """CPU of this process plus its reaped children (wrk, the WS client)."""
+def _harness_seconds(client_pid: int | None) -> float:
+    """CPU of this process, its reaped children (wrk) and a running client process."""
     t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+    running = servers.cpu_ticks(client_pid, False) / servers.CLK_TCK if client_pid else 0.0
+    return t.user + t.system + t.children_user + t.children_system + running
 
 
 class CpuMeter:
     """Server CPU time over a window, plus CPU used by anything that is neither the
     server nor our load generators (the noise check: foreign processes on the box)."""
 
-    def __init__(self, server: RunningServer) -> None:
-        self.server = server
+    def __init__(self, server: RunningServer, client_pid: int | None = None) -> None:
+        self.server, self.client_pid = server, client_pid
         self.wall = time.monotonic()
         self.own = server.cpu_seconds()
-        self.mine = _harness_seconds()
+        self.mine = _harness_seconds(client_pid)
         self.machine = servers.machine_task_seconds()
 
     def stop(self) -> tuple[float, float, float]:
         """(server CPU seconds, wall seconds, foreign CPU as a fraction of one CPU)."""
         own = self.server.cpu_seconds() - self.own
         wall = time.monotonic() - self.wall
-        mine = _harness_seconds() - self.mine
+        mine = _harness_seconds(self.client_pid) - self.mine
         machine = servers.machine_task_seconds() - self.machine
         return own, wall, max(0.0, machine - own - mine) / wall if wall else 0.0
 
@@ -138,6 +142,37 @@ def measure_wrk(server: RunningServer, sc: Scenario, st: Settings) -> Measuremen
     }
 
 
+def run_ws_client(
+    cmd: list[str], server: RunningServer, timeout: float
+) -> tuple[tuple[float, float, float], dict[str, Any]]:
+    """Run the WS client; sample server CPU exactly at its measuring-window markers."""
+    meter: CpuMeter | None = None
+    window: tuple[float, float, float] | None = None
+    data: dict[str, Any] | None = None
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True)
+        killer = threading.Timer(timeout, proc.kill)
+        killer.start()
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if line.strip() == WINDOW_START:
+                    meter = CpuMeter(server, proc.pid)
+                elif line.strip() == WINDOW_END and meter is not None:
+                    window = meter.stop()
+                elif line.startswith("{"):
+                    data = json.loads(line)
+            proc.wait()
+        finally:
+            killer.cancel()
+        err.seek(0)
+        stderr = err.read().decode(errors="replace").strip()
+    if proc.returncode != 0 or data is None or window is None:
+        last = (stderr.splitlines() or [f"exit status {proc.returncode}"])[-1]
+        raise RuntimeError(f"ws client failed: {last}")
+    return window, data
+
+
 def measure_ws(server: RunningServer, sc: Scenario, st: Settings) -> Measurement:
     cmd = [
         "taskset",
@@ -157,17 +192,9 @@ def measure_ws(server: RunningServer, sc: Scenario, st: Settings) -> Measurement
         "--warmup",
         str(st.warmup_s),
     ]
-    # The client's measuring window starts after connect + warmup; bracket CPU loosely
-    # around the whole client run and scale by the window's share of messages.
-    meter = CpuMeter(server)
-    proc = subprocess.run(
-        cmd, cwd=REPO, capture_output=True, text=True, timeout=st.duration_s + st.warmup_s + 60
-    )
-    cpu, wall, other = meter.stop()
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["?"])[-1]
-        raise RuntimeError(f"ws client failed: {last}")
-    data = json.loads(proc.stdout)
+    timeout = st.duration_s + st.warmup_s + 60
+    window, data = run_ws_client(cmd, server, timeout)
+    cpu, wall, other = window
     rate = data["msg_per_s"]
     util = cpu / wall if wall else None
     return {
