@@ -26,8 +26,15 @@ _BAD_HEAD = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|(?<!\r)\n|\n[ \t]").s
 _HEAD_END = re.compile(rb"\n\r?\n").search  # where h11 ends a head
 # h11 merges repeated identical Content-Length fields and lists ("3, 3"); llhttp refuses both.
 _CONTENT_LENGTHS = re.compile(rb"\ncontent-length:[ \t]*([^\r\n]*)", re.IGNORECASE).findall
-# llhttp refuses chunk sizes that overflow 64 bits; h11 reads up to 20 hex digits.
-MAX_CHUNK_SIZE = (1 << 64) - 1
+# A chunk-size line as llhttp takes it: at most 64 bits of size, extensions of tokens and
+# quoted strings (an empty value too), CRLF. h11 reads 20 hex digits, any ';.*' and OWS.
+_TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
+_QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
+_CHUNK_LINE = re.compile(rb"0*([0-9A-Fa-f]{1,16})(?:;%s(?:=(?:%s|%s)?)?)*\r\n"
+                         % (_TOKEN, _TOKEN, _QUOTED)).fullmatch
+# Trailer lines: no CTL, no obs-fold, no framing fields (RFC 9110 section 6.5.1; llhttp).
+_BAD_TRAILER = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|^[ \t]|"
+                          rb"^(?:content-length|transfer-encoding)[ \t]*:", re.IGNORECASE).search
 
 
 class H11Protocol(HTTPConnection):
@@ -44,6 +51,8 @@ class H11Protocol(HTTPConnection):
         self.in_head = False
         self.line_seen = False
         self.raw_head = bytearray()  # the bytes of the head being parsed, checked at its end
+        self.body_start = b""  # the bytes after the head that arrived with it
+        self.chunk_lines: ChunkLines | None = None
 
     def _new_parser(self, data: bytes) -> h11.Connection:
         parser = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_head)
@@ -76,8 +85,10 @@ class H11Protocol(HTTPConnection):
             if not self.line_seen and self.head_bytes > self.limit_line:
                 self.on_bad_request(RequestError("request_line_too_long", "request line"))
                 return
-        self.h11.receive_data(data)
         try:
+            if self.chunk_lines is not None and not self.in_head:
+                self.chunk_lines.feed(data)
+            self.h11.receive_data(data)
             self._process_events()
         except RequestError as exc:
             self.on_bad_request(exc)
@@ -94,11 +105,10 @@ class H11Protocol(HTTPConnection):
             if kind is h11.Request:
                 self._on_request(event)  # type: ignore[arg-type]
             elif kind is h11.Data:
-                if event.chunk_start:  # type: ignore[union-attr]
-                    self._check_chunk_size(len(event.data))  # type: ignore[union-attr]
                 self.on_body(bytes(event.data))  # type: ignore[union-attr]
             elif kind is h11.EndOfMessage:
                 leftover, _ = self.h11.trailing_data
+                self.chunk_lines = None
                 self.on_message_end()
                 if self.upgrade_scope is not None:
                     self.start_upgrade(leftover)
@@ -132,7 +142,7 @@ class H11Protocol(HTTPConnection):
         if len(raw_headers) > self.limit_fields:
             raise RequestError("headers_too_large", "too many header fields")
         headers: list[tuple[bytes, bytes]] = []
-        close = keep_alive_token = False
+        close = keep_alive_token = chunked = False
         for raw_name, value in raw_headers:
             name = bytes(raw_name).lower()
             value = bytes(value)
@@ -142,6 +152,7 @@ class H11Protocol(HTTPConnection):
                 lengths = _CONTENT_LENGTHS(raw_head)
                 if len(lengths) != 1 or not lengths[0].rstrip(b" \t").isdigit():
                     raise RequestError("content_length", f"Content-Length {lengths!r:.64}")
+            chunked = chunked or name == b"transfer-encoding"  # on_head refuses all but chunked
             if name == b"connection":
                 tokens = value.lower()
                 close = close or b"close" in tokens
@@ -150,24 +161,68 @@ class H11Protocol(HTTPConnection):
         version = event.http_version.decode("ascii")
         keep_alive = not close and (version == "1.1" or keep_alive_token)
         self.on_head(method, target, version, headers, keep_alive)
+        if chunked and self.parsing is not None:
+            self.chunk_lines = ChunkLines(self.max_head)
+            self.chunk_lines.feed(self.body_start)
 
     def _raw_head_error(self) -> RequestError | None:
         """Trim :attr:`raw_head` to the head h11 parsed; the rule it breaks, if any."""
         raw_head = self.raw_head
         end = _HEAD_END(raw_head)
+        self.body_start = b""
         if end is not None:
+            self.body_start = bytes(raw_head[end.end():])
             del raw_head[end.end():]
         bad = _BAD_HEAD(raw_head)
         if bad is None:
             return None
         return RequestError("bad_header", f"{bad.group()!r} in the request head")
 
-    def _check_chunk_size(self, received: int) -> None:
-        """Refuse a chunk whose size line overflows 64 bits, as llhttp does."""
-        # h11 does not expose chunk sizes; its reader keeps what is left of the current chunk.
-        left = getattr(getattr(self.h11, "_reader", None), "_bytes_in_chunk", 0)
-        if isinstance(left, int) and left + received > MAX_CHUNK_SIZE:
-            raise RequestError("bad_chunk", f"chunk size {left + received:#x}")
+
+class ChunkLines:
+    """Follows a chunked body alongside h11 and holds its chunk-size and trailer lines to
+    llhttp's rules, so both parsers refuse the same bodies (h11 checks the CRLF after data)."""
+
+    __slots__ = ("done", "left", "line", "max_line", "trailers")
+
+    def __init__(self, max_line: int) -> None:
+        self.max_line = max_line  # h11's own bound on a line (max_incomplete_event_size)
+        self.left = 0  # chunk data and its CRLF still to skip
+        self.line = bytearray()
+        self.trailers = False
+        self.done = False
+
+    def feed(self, data: bytes) -> None:
+        pos, size = 0, len(data)
+        while pos < size and not self.done:
+            if self.left:
+                step = min(self.left, size - pos)
+                pos += step
+                self.left -= step
+                continue
+            end = data.find(b"\n", pos)
+            self.line += data[pos:end + 1 if end >= 0 else size]
+            if len(self.line) > self.max_line:
+                raise RequestError("bad_chunk", "chunk line too long")
+            if end < 0:
+                return
+            pos = end + 1
+            line = bytes(self.line)
+            self.line.clear()
+            if self.trailers:
+                if line == b"\r\n":
+                    self.done = True
+                elif _BAD_TRAILER(line[:-1]) or line[-2:] != b"\r\n":
+                    raise RequestError("bad_chunk", f"trailer line {line[:64]!r}")
+                continue
+            match = _CHUNK_LINE(line)
+            if match is None:
+                raise RequestError("bad_chunk", f"chunk line {line[:64]!r}")
+            chunk = int(match.group(1), 16)
+            if chunk:
+                self.left = chunk + 2
+            else:
+                self.trailers = True
 
 
 # h11's own message text -> error table row. h11 quotes the client's bytes after these
