@@ -86,7 +86,9 @@ class HttpToolsProtocol(HTTPConnection):
             raise RequestError("headers_too_large", "too many header fields")
         if len(name) + len(value) + 4 > self.limit_field_size:
             raise RequestError("headers_too_large", f"header field {name[:64]!r} too large")
-        headers.append((name.lower(), value))
+        # RFC 9112 section 5: OWS after a field value is not part of it; llhttp keeps it (h11
+        # does not), which made 'Host: x\t' a 400 and scope headers differ between parsers.
+        headers.append((name.lower(), value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
         parser = self.parser
