@@ -213,6 +213,8 @@ CASES = [
     Case("host-with-port", "RFC 9112 3.2", get(host=b"Host: a:80\r\n"), 200),
     Case("host-ipv6", "RFC 9112 3.2", get(host=b"Host: [::1]:80\r\n"), 200),
     Case("host-empty", "RFC 9112 3.2: empty is allowed", get(host=b"Host:\r\n"), 200),
+    Case("host-trailing-ows", "RFC 9112 5 (httptools adapter rule: llhttp kept the tab)",
+         get(host=b"Host: x \t\r\n"), 200),
     Case("no-host-1.0", "RFC 9112 3.2: only 1.1 requires it",
          get(version=b"HTTP/1.0", host=b""), 200, closes=True),
     # -- HTTP version (RFC 9112 2.3, RFC 9110 2.5) -----------------------------------------
@@ -487,3 +489,10 @@ def test_bad_chunk_after_pipelined_request_answers_the_first(srv: GunicornServer
                + chunked(b"5\r\nhelloXX" + SMUGGLED_CHUNK))
     outcome = send_case(srv.port, request)
     assert [status for status, _, _ in outcome.responses] == [200, 400] and outcome.closed
+
+
+def test_field_values_lose_surrounding_whitespace(srv: GunicornServer) -> None:
+    """RFC 9112 section 5: OWS around a field value is not part of it, with either parser."""
+    data = exchange(srv.port, b"GET /scope HTTP/1.1\r\nHost: x\r\nX-A: \t a \t b \t \r\n"
+                              b"Connection: close\r\n\r\n")
+    assert b'["x-a", "a \\t b"]' in data, data[-300:]
