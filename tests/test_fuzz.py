@@ -26,6 +26,7 @@ from asgi_worker.http.connection import HTTPConnection
 from asgi_worker.http.h11_protocol import H11Protocol
 from asgi_worker.http.httptools_protocol import HttpToolsProtocol
 from asgi_worker.proxy import ForwardedPolicy, TrustedPeers
+from asgi_worker.server import task_starter
 from asgi_worker.settings import Settings
 from tests.rawhttp import connect, read_response, read_until_close
 
@@ -73,6 +74,8 @@ class FakeServer:
         self.proxy_peers = None
         self.websocket_upgrade = None
         self.requests = 0
+        # The real server's way of starting request tasks (eager on Python 3.12+).
+        self.start_task = task_starter(self.loop)
 
     def time(self) -> float:
         return 0.0
@@ -83,8 +86,8 @@ class FakeServer:
     def connection_lost(self, conn: Any) -> None:
         self.connections.discard(conn)
 
-    def on_request_start(self, cycle: Any, task: asyncio.Task[Any]) -> None:
-        self.tasks.add(task)
+    def on_request_start(self, cycle: Any) -> None:
+        pass
 
     def on_response_complete(self, cycle: Any) -> None:
         self.requests += 1

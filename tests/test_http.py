@@ -323,8 +323,8 @@ def _rss_kib(pid: int) -> int:
     (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
      b"3\r\nabc\r\n0\r\n\r\n", 400),
     (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
-    (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
-     400),
+    (b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n"
+     b"0\r\n\r\n", 400),
     (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
     (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(120))
      + b"\r\n", 431),
@@ -383,3 +383,14 @@ def test_idle_connection_closed_after_keepalive(start_server, worker_class) -> N
         started = time.monotonic()
         assert read_until_close(sock, timeout=5) == b""
         assert 0.8 < time.monotonic() - started < 3.0
+
+
+def test_bad_body_after_the_response_only_closes(server) -> None:  # type: ignore[no-untyped-def]
+    # The app answers without reading; the chunked body that follows is malformed. The request
+    # already has its response: the connection closes, no second response is written.
+    with connect(server.port) as sock:
+        sock.sendall(b"POST /no-read HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        status, _, body = read_response(sock)
+        assert (status, body) == (200, b"did not read the body")
+        sock.sendall(b"zz\r\nabc\r\n0\r\n\r\n")
+        assert read_until_close(sock) == b""

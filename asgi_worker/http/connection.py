@@ -323,6 +323,12 @@ class HTTPConnection(asyncio.Protocol):
             return
         self.input_done = True
         broken = self.parsing  # its body is what was bad: it can never complete
+        if broken is not None and broken.complete:
+            # Already answered (the app did not wait for the body): one response per request,
+            # so the connection just closes.
+            transport.close()
+            self.closed = True
+            return
         if broken is not None:
             self.parsing = None
             broken.on_disconnect()
@@ -399,8 +405,11 @@ class HTTPConnection(asyncio.Protocol):
 
     def _run(self, cycle: RequestCycle) -> None:
         self.cycle = cycle
-        task = cycle.task = self.loop.create_task(cycle.run(self.app))
-        self.server.on_request_start(cycle, task)
+        self.server.on_request_start(cycle)
+        task = self.server.start_task(cycle.run(self.app))
+        if not task.done():
+            cycle.task = task
+            self.server.tasks.add(task)
 
     def on_response_complete(self, cycle: RequestCycle) -> None:
         """The cycle wrote its whole response: account for it, then serve the next request."""

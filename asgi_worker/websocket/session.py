@@ -139,8 +139,9 @@ class WebSocketSession(asyncio.Protocol):
         self.ws_scope = ws_scope
         if leftover:
             self.data_received(leftover)
+        self.server.on_request_start(self)
         task = self.task = self.loop.create_task(self.run(app))
-        self.server.on_request_start(self, task)
+        self.server.tasks.add(task)
 
     async def run(self, app: ASGIApp) -> None:
         """Call the app; whatever it leaves unfinished is finished here."""
