@@ -44,12 +44,17 @@ class Worker(GunicornWorker):
         self.protocol_factory: Any = None
         self.websocket_upgrade: Any = None
         self.hooks: Any = None
+        self._quit_early = False
         self._watchdog_stop = threading.Event()
 
     # -- Gunicorn's worker contract ------------------------------------------------------------
 
     def init_process(self) -> None:
         """Build settings and the loop, then let Gunicorn's base load the app and call run()."""
+        # Until init_signals() puts the loop's handlers in place, the handlers inherited from
+        # the arbiter would swallow a stop signal; remember it instead (acted on in _serve).
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            signal.signal(sig, self._early_stop)
         try:
             self.settings = settings_module.from_cfg(
                 self.cfg, parser=self.parser, max_requests=self._budget(), log=self.log)
@@ -68,9 +73,14 @@ class Worker(GunicornWorker):
         asyncio.set_event_loop(self.loop)
         super().init_process()
 
+    def _early_stop(self, sig: int, frame: FrameType | None) -> None:
+        self.alive = False
+        self._quit_early = self._quit_early or sig != signal.SIGTERM
+
     def init_signals(self) -> None:
         for sig in self.SIGNALS:
-            signal.signal(sig, signal.SIG_DFL)
+            if sig not in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+                signal.signal(sig, signal.SIG_DFL)
         loop = self.loop
         assert loop is not None
         loop.add_signal_handler(signal.SIGTERM, self._on_term)
@@ -131,7 +141,7 @@ class Worker(GunicornWorker):
             protocol_factory=self.protocol_factory, access_logger=self.access_logger,
             hooks=self.hooks, websocket_upgrade=self.websocket_upgrade)
         if not self.alive:
-            server.begin_shutdown("signal before start")
+            server.begin_shutdown("signal before start", fast=self._quit_early)
         self.log.info("asgi_worker ready: %s parser, %s loop, lifespan %s",
                       settings.parser, _loop_name(server.loop), settings.lifespan)
         await server.serve()

@@ -192,3 +192,14 @@ def test_sigquit_is_a_fast_exit_and_runs_worker_int(start_server, worker_class, 
     assert wait_until(lambda: not Path(f"/proc/{worker}").exists() or
                       Path(f"/proc/{worker}/stat").read_text().split()[2] == "Z", timeout=5)
     assert f"worker_int {worker}" in hook_log.read_text()
+
+
+def test_sigterm_while_workers_boot_is_not_lost(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server("tests.apps.basic:app", "--graceful-timeout", "10", worker=worker_class,
+                       workers=4, wait_ready=False)
+    srv.wait_for_log("Booting worker")
+    started = time.monotonic()
+    srv.signal(signal.SIGTERM)
+    srv.proc.wait(15)
+    # A lost SIGTERM makes the arbiter wait the whole graceful_timeout, then SIGKILL.
+    assert time.monotonic() - started < 5
