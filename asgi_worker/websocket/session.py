@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import os
+import struct
 from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
@@ -56,6 +57,19 @@ CLOSED = 3  # the app may no longer send: closed by either side, or the socket i
 _PAUSE_QUEUE = 1
 _PAUSE_WRITE = 2
 _PAUSE_PENDING = 4
+
+# FIN + opcode and a 7-bit length, for the frames small enough to use one (RFC 6455 5.2).
+_SMALL_HEADERS = {op: [bytes((0x80 | op, size)) for size in range(126)] for op in (0x1, 0x2)}
+
+
+def _frame_header(opcode: int, size: int) -> bytes:
+    """The header of an unmasked, unfragmented server frame carrying ``size`` bytes."""
+    if size < 126:
+        return _SMALL_HEADERS[opcode][size]
+    if size < 65536:
+        return struct.pack("!BBH", 0x80 | opcode, 126, size)
+    return struct.pack("!BBQ", 0x80 | opcode, 127, size)
+
 
 _TEXT = Opcode.TEXT
 _BINARY = Opcode.BINARY
@@ -435,14 +449,24 @@ class WebSocketSession(asyncio.Protocol):
             text = message.get("text")
             if text is not None:
                 data = text.encode()
-                self.protocol.send_text(data)
+                opcode = 0x1
             else:
                 data = message.get("bytes")
                 if data is None:
                     raise RuntimeError("websocket.send needs 'bytes' or 'text'")
-                self.protocol.send_binary(data)
+                opcode = 0x2
             self.bytes_sent += len(data)
-            self._flush()
+            protocol = self.protocol
+            if not protocol.extensions and protocol.state is PROTOCOL_OPEN:
+                # Without an extension a server frame is a header and the payload, unmasked:
+                # built here it saves websockets' Frame, serializer and write list per message.
+                self.transport.write(_frame_header(opcode, len(data)) + data)
+            else:
+                if opcode == 0x1:
+                    protocol.send_text(data)
+                else:
+                    protocol.send_binary(data)
+                self._flush()
         elif kind == "websocket.accept":
             if state != CONNECTING:
                 self._not_open(kind)
