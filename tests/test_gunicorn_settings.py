@@ -14,7 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import GUNICORN_MAJOR
 from tests.rawhttp import connect, exchange, read_response, read_until_close, status_of
+
+# Gunicorn 24+ takes a mode; 23's flag takes no value (a value would be read as the app).
+PROXY_PROTOCOL = ["--proxy-protocol"] if GUNICORN_MAJOR < 24 else ["--proxy-protocol", "auto"]
 
 
 def wait_until(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
@@ -122,7 +126,7 @@ def _proxy_v2(source: str, sport: int, dest: str, dport: int) -> bytes:
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
 def test_proxy_protocol_sets_client_and_server(start_server, worker_class, version: str) -> None:  # type: ignore[no-untyped-def]
-    srv = start_server("tests.apps.basic:app", "--proxy-protocol", "auto", worker=worker_class)
+    srv = start_server("tests.apps.basic:app", *PROXY_PROTOCOL, worker=worker_class)
     header = (b"PROXY TCP4 198.51.100.4 192.0.2.9 40000 8443\r\n" if version == "v1"
               else _proxy_v2("198.51.100.4", 40000, "192.0.2.9", 8443))
     data = exchange(srv.port, header + b"GET /scope HTTP/1.1\r\nHost: x\r\nConnection: close"
@@ -133,10 +137,10 @@ def test_proxy_protocol_sets_client_and_server(start_server, worker_class, versi
 
 
 def test_bad_or_untrusted_proxy_header_closes(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
-    srv = start_server("tests.apps.basic:app", "--proxy-protocol", "auto", worker=worker_class)
+    srv = start_server("tests.apps.basic:app", *PROXY_PROTOCOL, worker=worker_class)
     assert exchange(srv.port, b"PROXY TCP4 999.1.1.1 192.0.2.9 1 2\r\nGET / HTTP/1.1\r\n"
                               b"Host: x\r\n\r\n") == b""
-    other = start_server("tests.apps.basic:app", "--proxy-protocol", "auto",
+    other = start_server("tests.apps.basic:app", *PROXY_PROTOCOL,
                          "--proxy-allow-from", "10.9.9.9", worker=worker_class)
     assert exchange(other.port, b"PROXY TCP4 198.51.100.4 192.0.2.9 40000 8443\r\n"
                                 b"GET / HTTP/1.1\r\nHost: x\r\n\r\n") == b""
