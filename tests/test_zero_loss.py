@@ -32,6 +32,7 @@ def test_max_requests_recycling_loses_nothing(start_server, worker_class) -> Non
                        "--max-requests-jitter", "50", worker=worker_class, workers=2)
     result = _load_with(srv.port, 8.0, None, 1.0)
     recycled = srv.log().count("Autorestarting worker")
+    print(f"\nmax_requests {worker_class}: {result}, {recycled} recycles")
     assert recycled >= 4, f"only {recycled} recycles in {result.sent} requests"
     assert result.failed == 0, (result, srv.log()[-3000:])
     assert result.ok > 1000
@@ -40,6 +41,7 @@ def test_max_requests_recycling_loses_nothing(start_server, worker_class) -> Non
 def test_sighup_reload_under_load_loses_nothing(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
     srv = start_server("tests.apps.basic:app", worker=worker_class, workers=2)
     result = _load_with(srv.port, 8.0, lambda: srv.signal(signal.SIGHUP), 2.0)
+    print(f"\nsighup {worker_class}: {result}")
     assert srv.log().count("Handling signal: hup") >= 3
     assert result.failed == 0, (result, srv.log()[-3000:])
     assert result.ok > 1000
@@ -62,4 +64,5 @@ def test_ttin_adds_and_ttou_drains_a_worker_without_loss(start_server, worker_cl
     while len(srv.worker_pids()) != 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert len(srv.worker_pids()) == 2
+    print(f"\nttin/ttou {worker_class}: {result}")
     assert result.failed == 0, (result, srv.log()[-3000:])
