@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from tests.rawhttp import connect, read_response
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 DJANGO_ENV = {"DJANGO_SECRET_KEY": "test-secret", "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost"}
@@ -32,13 +33,6 @@ def ws_url(server: object, path: str) -> str:
     return f"ws://127.0.0.1:{server.port}{path}"  # type: ignore[attr-defined]
 
 
-def wait_until(predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 # -- FastAPI ------------------------------------------------------------------------------------

@@ -16,18 +16,12 @@ import pytest
 
 from tests.conftest import GUNICORN_MAJOR
 from tests.rawhttp import connect, exchange, read_response, read_until_close, status_of
+from tests.waiting import wait_until
 
 # Gunicorn 24+ takes a mode; 23's flag takes no value (a value would be read as the app).
 PROXY_PROTOCOL = ["--proxy-protocol"] if GUNICORN_MAJOR < 24 else ["--proxy-protocol", "auto"]
 
 
-def wait_until(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def scope_of(port: int, headers: bytes = b"") -> dict:  # type: ignore[type-arg]

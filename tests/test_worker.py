@@ -12,16 +12,7 @@ import httpx
 import pytest
 
 from tests.rawhttp import connect, read_response
-
-
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
-
+from tests.waiting import wait_until
 
 # -- lifespan ------------------------------------------------------------------------------------
 
