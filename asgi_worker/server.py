@@ -12,6 +12,7 @@ in-flight requests finish with ``Connection: close``, close idle connections, an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import socket
 import ssl
@@ -87,6 +88,7 @@ class Server:
         self.last_tick = time.monotonic()
         self.time = time.time
         self._stop = self.loop.create_future()
+        self._drained: asyncio.Future[None] | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self._tick_interval = min(0.5, max(settings.timeout / 4, 0.05))
 
@@ -133,10 +135,11 @@ class Server:
                           self.shutdown_reason, len(self.connections), len(self.tasks))
         for conn in tuple(self.connections):
             conn.shutdown(self.drain_idle_grace)
-        while (self.connections or self.tasks) and self.loop.time() < deadline:
-            if self.fast_exit:
-                break
-            await asyncio.sleep(0.05)
+        if (self.connections or self.tasks) and not self.fast_exit:
+            self._drained = self.loop.create_future()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._drained, max(deadline - self.loop.time(), 0.0))
+            self._drained = None
         if self.connections or self.tasks:
             if not self.fast_exit:
                 self.log.warning("Graceful timeout: closing %d connection(s), cancelling %d "
@@ -223,6 +226,18 @@ class Server:
         self.connections.discard(conn)
         if not self.accepting:
             self._resume_accepting()
+            self._check_drained()
+
+    def task_done(self, task: asyncio.Task[Any]) -> None:
+        """A request or WebSocket task ended (it was in :attr:`tasks`)."""
+        self.tasks.discard(task)
+        if self._drained is not None:
+            self._check_drained()
+
+    def _check_drained(self) -> None:
+        drained = self._drained
+        if drained is not None and not self.connections and not self.tasks and not drained.done():
+            drained.set_result(None)
 
     def on_request_start(self, cycle: Any) -> None:
         if self.hooks is not None:

@@ -22,9 +22,17 @@ from typing import Any
 from gunicorn.workers.base import Worker as GunicornWorker
 
 from . import settings as settings_module
+from .accesslog import AccessLogger
+from .hooks import RequestHooks
+from .http.h11_protocol import H11Protocol
+from .http.httptools_protocol import HttpToolsProtocol
 from .lifespan import Lifespan, LifespanFailure
 from .server import Server
 from .settings import Settings, SettingsError
+from .websocket import upgrade as websocket_upgrade
+
+# Everything a worker serves with is imported here, with the worker class, so the arbiter
+# imports it once and every forked worker (a new one per max_requests recycle) inherits it.
 
 # Gunicorn's arbiter halts instead of respawning when a worker exits with this code.
 WORKER_BOOT_ERROR = 3
@@ -60,8 +68,6 @@ class Worker(GunicornWorker):
                 self.cfg, parser=self.parser, max_requests=self._budget(), log=self.log)
             self.loop = self._new_loop(self.settings.loop)
             self.access_logger = _access_logger(self.settings, self.log)
-            # Import everything we serve with now: Gunicorn drops privileges (user/group) next,
-            # and the new user may not be able to read the interpreter's library.
             self.protocol_factory = _protocol_factory(self.settings.parser)
             self.websocket_upgrade = _websocket_upgrade(self.settings)
             self.hooks = _hooks(self, self.settings)
@@ -231,21 +237,13 @@ class H11Worker(Worker):
 
 
 def _protocol_factory(parser: str) -> Any:
-    if parser == "h11":
-        from .http.h11_protocol import H11Protocol
-
-        return H11Protocol
-    from .http.httptools_protocol import HttpToolsProtocol
-
-    return HttpToolsProtocol
+    return H11Protocol if parser == "h11" else HttpToolsProtocol
 
 
 def _access_logger(settings: Settings, log: Any) -> Any:
     """The access logger, or None when no line would be written and no metric sent."""
     if not settings.access_log_enabled and settings.access_log_fast:
         return None
-    from .accesslog import AccessLogger
-
     try:
         return AccessLogger(log, settings.access_log_format, settings.access_log_enabled,
                             settings.access_log_fast)
@@ -256,19 +254,11 @@ def _access_logger(settings: Settings, log: Any) -> Any:
 def _hooks(worker: Worker, settings: Settings) -> Any:
     if settings.pre_request is None and settings.post_request is None:
         return None
-    from .hooks import RequestHooks
-
     return RequestHooks(worker, settings.pre_request, settings.post_request, worker.log)
 
 
 def _websocket_upgrade(settings: Settings) -> Any:
-    if not settings.ws_enabled:
-        return None
-    try:
-        from .websocket import upgrade
-    except ImportError:
-        return None
-    return upgrade
+    return websocket_upgrade if settings.ws_enabled else None
 
 
 def _loop_name(loop: asyncio.AbstractEventLoop) -> str:

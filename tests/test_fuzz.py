@@ -89,6 +89,9 @@ class FakeServer:
     def on_request_start(self, cycle: Any) -> None:
         pass
 
+    def task_done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+
     def on_response_complete(self, cycle: Any) -> None:
         self.requests += 1
 

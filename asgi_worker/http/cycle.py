@@ -118,7 +118,7 @@ class RequestCycle:
                 self._abort_response()
         finally:
             if self.task is not None:
-                conn.server.tasks.discard(self.task)
+                conn.server.task_done(self.task)
             self.task = None
 
     def feed_body(self, data: bytes) -> None:

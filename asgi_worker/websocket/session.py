@@ -174,7 +174,7 @@ class WebSocketSession(asyncio.Protocol):
             self._after_app(failed=False)
         finally:
             if self.task is not None:
-                self.server.tasks.discard(self.task)
+                self.server.task_done(self.task)
                 self.task = None
 
     def _after_app(self, failed: bool) -> None:
