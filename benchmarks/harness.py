@@ -257,6 +257,8 @@ def summarize(samples: dict[str, dict[str, list[Measurement]]]) -> dict[str, Any
                 "cpu_util": _median([r.get("cpu_util") for r in runs]),
                 "foreign_cpu": _median([r.get("foreign_cpu") for r in runs]),
                 "errors": sum(int(r.get("errors") or 0) for r in runs),
+                "worker_boots": _median([r.get("worker_boots") for r in runs]),
+                "requests": _median([r.get("ops") for r in runs]),
                 "rounds": len(runs),
             }
     return out

@@ -148,6 +148,24 @@ def target_table(res: dict[str, Any], ours: str) -> list[str]:
     return _table(["target", "goal", ours, "result"], rows)
 
 
+def recycling_lines(res: dict[str, Any]) -> list[str]:
+    """Requests per worker life: a server that overshoots --max-requests looks faster."""
+    by_server = res["summary"].get("maxreq", {})
+    rows = []
+    for name, m in by_server.items():
+        boots, requests = m.get("worker_boots"), m.get("requests")
+        per_life = requests / boots if boots and requests else None
+        rows.append([name, _num(m["value"]), str(m["errors"]), _num(boots), _num(per_life)])
+    if not rows:
+        return []
+    header = ["max-requests 200 (+jitter 50), -w 2", "req/s", "errors", "worker boots",
+              "requests per worker life"]  # fmt: skip
+    note = ("Worker boots are counted from gunicorn's log (hypercorn: not available). "
+            "About 200-250 requests per life means --max-requests is honoured exactly; "
+            "far more means the worker overshoots it.")  # fmt: skip
+    return ["", "## Worker recycling (median of rounds)", "", *_table(header, rows), "", note]
+
+
 def noise_lines(res: dict[str, Any]) -> list[str]:
     """CPU used by other processes on the machine (not the server, not our clients)."""
     other = [
@@ -215,6 +233,7 @@ def markdown(res: dict[str, Any]) -> str:
             *ratio_table(res, ours),
         ]
         out += ["", f"## Targets ({ours})", "", *target_table(res, ours)]
+    out += recycling_lines(res)
     out += ["", *noise_lines(res)]
     if res["skipped"]:
         out += ["", "## Skipped servers", ""]

@@ -125,10 +125,13 @@ class CpuMeter:
 def measure_wrk(server: RunningServer, sc: Scenario, st: Settings) -> Measurement:
     if st.warmup_s > 0:
         _wrk(server, sc, st, st.warmup_s)
+    boots_before = server.boots()
     meter = CpuMeter(server)
     result = _wrk(server, sc, st, st.duration_s)
     cpu, _, other = meter.stop()
+    boots = server.boots() - boots_before
     return {
+        "worker_boots": boots,
         "value": result.rps,
         "p50_ms": result.p50_ms,
         "p99_ms": result.p99_ms,

@@ -252,6 +252,13 @@ class RunningServer:
         ticks = sum(cpu_ticks(pid, True) for pid in descendants(self.proc.pid))
         return ticks / CLK_TCK
 
+    def boots(self) -> int:
+        """Workers spawned so far, from gunicorn's "Booting worker" log lines (0 if unknown)."""
+        try:
+            return self.log_path.read_text(errors="replace").count("Booting worker")
+        except OSError:
+            return 0
+
     def log_tail(self, lines: int = 15) -> str:
         try:
             text = self.log_path.read_text(errors="replace").splitlines()
