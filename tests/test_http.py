@@ -394,3 +394,16 @@ def test_bad_body_after_the_response_only_closes(server) -> None:  # type: ignor
         assert (status, body) == (200, b"did not read the body")
         sock.sendall(b"zz\r\nabc\r\n0\r\n\r\n")
         assert read_until_close(sock) == b""
+
+
+def test_streamed_chunk_is_sent_before_the_app_pauses(server) -> None:  # type: ignore[no-untyped-def]
+    # Chunks sent back to back may share a write, but one followed by a real await must leave
+    # at once (server-sent events rely on it).
+    with connect(server.port) as sock:
+        sock.sendall(b"GET /slow-stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        started = time.monotonic()
+        received = b""
+        while b"first;" not in received:
+            received += sock.recv(4096)
+        assert time.monotonic() - started < 0.5
+        assert b"second;" not in received

@@ -64,7 +64,8 @@ class RequestCycle:
     __slots__ = (
         "body", "bytes_sent", "chunked", "close_delimited", "complete", "conn",
         "content_length", "disconnected", "duration", "expect_100", "final_sent", "head",
-        "is_head", "keep_alive", "length_left", "more_body", "no_body", "response_headers",
+        "is_head", "keep_alive", "length_left", "more_body", "no_body", "pending",
+        "pending_size", "response_headers",
         "scope", "start_time", "started", "status", "task", "waiter",
     )
 
@@ -91,6 +92,8 @@ class RequestCycle:
         self.close_delimited = False
         self.no_body = False
         self.bytes_sent = 0
+        self.pending: list[bytes] = []
+        self.pending_size = 0
         self.start_time = 0.0
         self.duration = 0.0
         self.task: asyncio.Task[None] | None = None
@@ -313,11 +316,44 @@ class RequestCycle:
             data = head + body if head else body
         else:
             data = head + body if head else body
+        self.bytes_sent += size
+        if more_body:
+            self._buffer(data)
+            return
+        if self.pending:
+            data = b"".join((*self.pending, data))
+            self.pending.clear()
         if data:
             transport.write(data)
-        self.bytes_sent += size
-        if not more_body:
-            self._finish()
+        self._finish()
+
+    def _buffer(self, data: bytes) -> None:
+        """Hold a streamed chunk until the app yields to the loop (or 64 KiB are held).
+
+        Chunks sent back to back then leave in one write instead of one syscall each, and a
+        chunk followed by a real await (SSE, a slow generator) still goes out at once.
+        """
+        if not data:
+            return
+        pending = self.pending
+        pending.append(data)
+        self.pending_size += len(data)
+        if self.pending_size >= HIGH_WATER:
+            self.flush()
+        elif len(pending) == 1:
+            self.conn.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write what :meth:`_buffer` holds."""
+        pending = self.pending
+        if not pending:
+            return
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        self.pending_size = 0
+        transport = self.conn.transport
+        if transport is not None and not self.disconnected:
+            transport.write(data)
 
     def _finish(self) -> None:
         self.complete = True
@@ -351,6 +387,7 @@ class RequestCycle:
 
     def _abort_response(self) -> None:
         """The response started but cannot complete: close so the client sees it is truncated."""
+        self.flush()
         self.keep_alive = False
         self.complete = True
         self._wake()

@@ -92,6 +92,14 @@ async def stream(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
+async def slow_stream(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A chunk, a real pause, another chunk: like server-sent events."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"first;", "more_body": True})
+    await asyncio.sleep(1.0)
+    await send({"type": "http.response.body", "body": b"second;"})
+
+
 async def status(scope: dict[str, Any], receive: Any, send: Any) -> None:
     code = int(scope["path"].split("/")[2])
     await respond(send, code, b"" if code in (204, 304) else b"status body")
@@ -198,4 +206,5 @@ ROUTES = {
     "too-long": too_long, "too-short": too_short, "bad-header": bad_header, "sleep": sleep,
     "block": block, "wait-disconnect": wait_disconnect, "no-read": no_read, "big": big,
     "state": state, "head-length": head_length, "process": process,
+    "slow-stream": slow_stream,
 }
