@@ -460,7 +460,12 @@ class WebSocketSession(asyncio.Protocol):
             if not protocol.extensions and protocol.state is PROTOCOL_OPEN:
                 # Without an extension a server frame is a header and the payload, unmasked:
                 # built here it saves websockets' Frame, serializer and write list per message.
-                self.transport.write(_frame_header(opcode, len(data)) + data)
+                header = _frame_header(opcode, len(data))
+                if len(data) > 4096:
+                    # Both buffers in one vectored write, without copying a large payload.
+                    self.transport.writelines((header, data))
+                else:
+                    self.transport.write(header + data)
             else:
                 if opcode == 0x1:
                     protocol.send_text(data)
