@@ -47,6 +47,14 @@ _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PAT
 class HTTPConnection(asyncio.Protocol):
     """Parser-independent half of an HTTP/1.1 server connection."""
 
+    __slots__ = (
+        "app", "body_received", "client", "closed", "cycle", "deadline", "discarded",
+        "forwarded_trusted", "head_bytes", "head_keep_alive", "head_pending", "input_done", "log",
+        "loop", "parsing", "pending_error", "pipeline", "proxy_buffer", "proxy_trusted",
+        "read_paused", "scheme", "server", "settings", "sockname", "special_headers", "transport",
+        "upgrade_scope", "write_paused", "write_waiter",
+    )
+
     def __init__(self, server: Server) -> None:
         self.server = server
         self.settings = server.settings

@@ -40,6 +40,11 @@ _BAD_TRAILER = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|^[ \t]|"
 class H11Protocol(HTTPConnection):
     """An HTTP/1.1 connection parsed by h11."""
 
+    __slots__ = (
+        "body_start", "chunk_lines", "h11", "in_head", "limit_field_size", "limit_fields",
+        "limit_line", "line_seen", "max_head", "raw_head",
+    )
+
     def __init__(self, server: Server) -> None:
         super().__init__(server)
         settings = self.settings

@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 class HttpToolsProtocol(HTTPConnection):
     """An HTTP/1.1 connection parsed by httptools."""
 
+    __slots__ = (
+        "headers", "limit_field_size", "limit_fields", "limit_line", "max_head", "parser", "url",
+    )
+
     def __init__(self, server: Server) -> None:
         super().__init__(server)
         self.parser = httptools.HttpRequestParser(self)
