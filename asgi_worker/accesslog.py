@@ -368,6 +368,8 @@ def _brace_atom(key: str) -> tuple[Getter, bytes | None]:
 # ---------------------------------------------------------------------------
 
 
+_CACHE_SIZE = 1024
+
 #: Gunicorn's default ``access_log_format``: it gets a formatter written out by hand.
 DEFAULT_FORMAT: Final = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 
@@ -411,6 +413,28 @@ def _default_formatter() -> Callable[[AccessInfo], str]:
     generic path (the unit tests compare both with gunicorn's own).
     """
     clf_time = _clf_time()
+    # Request lines and header values repeat (the same routes, the same browsers): their
+    # escaped text is kept in small caches, emptied when full so a flood of unique values
+    # cannot grow them.
+    lines: dict[tuple[str, bytes, bytes, str], str] = {}
+    values: dict[bytes, str] = {}
+
+    def request_text(scope: Mapping[str, Any]) -> str:
+        key = (scope["method"], scope["raw_path"], scope["query_string"], scope["http_version"])
+        text = lines.get(key)
+        if text is None:
+            if len(lines) >= _CACHE_SIZE:
+                lines.clear()
+            text = lines[key] = _request_text(scope)
+        return text
+
+    def value_text(value: bytes) -> str:
+        text = values.get(value)
+        if text is None:
+            if len(values) >= _CACHE_SIZE:
+                values.clear()
+            text = values[value] = escape_bytes(value)
+        return text
 
     def format_line(info: AccessInfo) -> str:
         scope = info.scope
@@ -427,9 +451,9 @@ def _default_formatter() -> Callable[[AccessInfo], str]:
         return (
             f"{escape_text(str(client[0])) if client else '-'} - "
             f"{escape_text(user) if user else '-'} {clf_time(info)} "
-            f'"{_request_text(scope)}" {info.status} {info.bytes_sent} '
-            f'"{"-" if referer is None else escape_bytes(referer)}" '
-            f'"{"-" if agent is None else escape_bytes(agent)}"'
+            f'"{request_text(scope)}" {info.status} {info.bytes_sent} '
+            f'"{"-" if referer is None else value_text(referer)}" '
+            f'"{"-" if agent is None else value_text(agent)}"'
         )
 
     return format_line
@@ -534,13 +558,18 @@ class AccessLogger:
             self._log.exception("Error writing the access log (further errors not reported)")
 
 
+# How long a batched access line may wait to be written: short enough to look live, long
+# enough that a busy worker writes a few dozen times a second rather than once per request.
+FLUSH_DELAY = 0.02
+
+
 class _BatchedHandler:
-    """Gunicorn's plain access handler, written to once per event-loop iteration.
+    """Gunicorn's plain access handler, written to at most every FLUSH_DELAY seconds.
 
     With ``--access-logfile`` and no logging config, Gunicorn's access logger has
     one stream handler whose format is just the message. Going through
     ``logging`` costs more per line than serving a small request, so lines for
-    that handler are joined and written (and flushed) once per loop iteration.
+    that handler are joined and written (and flushed) in batches, every 20 ms at most.
     The handler's stream is read at every flush, so SIGUSR1's reopen still works.
     Any other set-up (filters, logconfig, syslog) keeps the ``logging`` path.
     """
@@ -569,7 +598,7 @@ class _BatchedHandler:
         self._lines.append(line)
         if not self._scheduled:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+            asyncio.get_running_loop().call_later(FLUSH_DELAY, self.flush)
 
     def flush(self) -> None:
         self._scheduled = False

@@ -131,6 +131,8 @@ class Worker(GunicornWorker):
         self.alive = False
         self._report_blocked(frame, reason="worker timeout (the event loop stopped "
                                            "calling notify())")
+        if self.access_logger is not None:
+            self.access_logger.flush()
         self.cfg.worker_abort(self)
         sys.exit(1)
 
