@@ -372,8 +372,9 @@ def test_custom_logger_class_gets_gunicorn_objects(start_server, worker_class,  
     srv = start_server("tests.apps.basic:app", "--logger-class", "tests.apps.logger.TaggingLogger",
                        "--access-logfile", str(access), worker=worker_class)
     httpx.get(srv.url + "/status/404")
-    assert wait_until(lambda: access.exists() and "tagged" in access.read_text())
-    assert '"GET /status/404 HTTP/1.1" 404' in access.read_text()
+    assert wait_until(lambda: access.exists() and '"GET /status/404 HTTP/1.1" 404' in
+                      access.read_text())
+    assert "tagged /status/404" in access.read_text()
 
 
 # -- hooks and metrics --------------------------------------------------------------------
