@@ -37,6 +37,13 @@ _BAD_TRAILER = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|^[ \t]|"
                           rb"^(?:content-length|transfer-encoding)[ \t]*:", re.IGNORECASE).search
 
 
+# The methods llhttp (httptools) accepts with an origin-form target; h11 refuses the rest too.
+LLHTTP_METHODS = frozenset(
+    b"DELETE GET HEAD POST PUT OPTIONS TRACE COPY LOCK MKCOL MOVE PROPFIND PROPPATCH SEARCH "
+    b"UNLOCK BIND REBIND UNBIND ACL REPORT MKACTIVITY CHECKOUT MERGE M-SEARCH NOTIFY SUBSCRIBE "
+    b"UNSUBSCRIBE PATCH PURGE MKCALENDAR LINK UNLINK SOURCE QUERY".split())
+
+
 class H11Protocol(HTTPConnection):
     """An HTTP/1.1 connection parsed by h11."""
 
@@ -133,6 +140,9 @@ class H11Protocol(HTTPConnection):
 
     def _on_request(self, event: h11.Request) -> None:
         self.in_head = False
+        if event.method not in LLHTTP_METHODS:
+            # h11 takes any token; llhttp only the methods it knows. One rule for both.
+            raise RequestError("bad_method", f"method {bytes(event.method)[:32]!r}")
         error = self._raw_head_error()
         raw_head = self.raw_head
         self.raw_head = bytearray()
