@@ -6,6 +6,7 @@ and ``--no-control-socket`` where the installed Gunicorn has it, so servers neve
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -96,12 +97,16 @@ class GunicornServer:
 
     def stop(self, timeout: float = 15.0) -> int | None:
         if self.proc.poll() is None:
+            workers = self.worker_pids()
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+                for pid in workers:  # an arbiter killed outright leaves its workers behind
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
         self._log.close()
         return self.proc.returncode
 
