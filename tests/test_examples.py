@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -54,10 +55,24 @@ def local_args(args: list[str]) -> list[str]:
     return ["-b", "127.0.0.1:0", *args]
 
 
+_STARTED: list[GunicornServer] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_servers() -> Iterator[None]:
+    """Every server a test started with serve() is stopped when the test ends."""
+    yield
+    while _STARTED:
+        _STARTED.pop().stop()
+
+
 def serve(args: list[str], tmp_path: Path, env: dict[str, str] | None = None,
           workers: int = 1) -> GunicornServer:
-    return GunicornServer(args, tmp_path, env={"DJANGO_SECRET_KEY": "test", **(env or {})},
-                          workers=workers)
+    server = GunicornServer(args, tmp_path, env={"DJANGO_SECRET_KEY": "test", **(env or {})},
+                            workers=workers, wait_ready=False)
+    _STARTED.append(server)
+    server.wait_ready(workers)
+    return server
 
 
 # -- every example has a run command that works ------------------------------------------------
