@@ -243,12 +243,30 @@ def _request_line(line: _Line) -> object:
 
 
 def _request_text(scope: Mapping[str, Any]) -> str:
-    target = escape_bytes(raw_path(scope))
-    query: bytes = scope.get("query_string", b"")
+    return _request_parts_text(scope.get("method", ""), raw_path(scope),
+                               scope.get("query_string", b""), scope.get("http_version", "1.1"))
+
+
+def _request_parts_text(method: str, path: bytes, query: bytes, version: str) -> str:
+    target = escape_bytes(path)
     if query:
         target = target + "?" + escape_bytes(query)
-    method = _token(scope.get("method", ""))
-    return f"{method} {target} HTTP/{_token(scope.get('http_version', '1.1'))}"
+    return f"{_token(method)} {target} HTTP/{_token(version)}"
+
+
+class _EscapeCache(dict[Any, str]):
+    """Escaped log text by key, made on a miss; emptied when full, so a flood of unique
+    values cannot grow it. A hit is a plain dict lookup."""
+
+    def __init__(self, make: Callable[[Any], str]) -> None:
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, key: Any) -> str:
+        if len(self) >= _CACHE_SIZE:
+            self.clear()
+        text = self[key] = self.make(key)
+        return text
 
 
 # Methods and HTTP versions repeat endlessly; escaping each once saves work on
@@ -414,27 +432,9 @@ def _default_formatter() -> Callable[[AccessInfo], str]:
     """
     clf_time = _clf_time()
     # Request lines and header values repeat (the same routes, the same browsers): their
-    # escaped text is kept in small caches, emptied when full so a flood of unique values
-    # cannot grow them.
-    lines: dict[tuple[str, bytes, bytes, str], str] = {}
-    values: dict[bytes, str] = {}
-
-    def request_text(scope: Mapping[str, Any]) -> str:
-        key = (scope["method"], scope["raw_path"], scope["query_string"], scope["http_version"])
-        text = lines.get(key)
-        if text is None:
-            if len(lines) >= _CACHE_SIZE:
-                lines.clear()
-            text = lines[key] = _request_text(scope)
-        return text
-
-    def value_text(value: bytes) -> str:
-        text = values.get(value)
-        if text is None:
-            if len(values) >= _CACHE_SIZE:
-                values.clear()
-            text = values[value] = escape_bytes(value)
-        return text
+    # escaped text is kept in small caches.
+    lines = _EscapeCache(lambda key: _request_parts_text(*key))
+    values = _EscapeCache(escape_bytes)
 
     def format_line(info: AccessInfo) -> str:
         scope = info.scope
@@ -448,12 +448,14 @@ def _default_formatter() -> Callable[[AccessInfo], str]:
                 auth = value if auth is None else auth + b"," + value
         client = scope.get("client")
         user = _basic_auth_user(auth) if auth is not None else None
+        request_line = lines[scope["method"], scope["raw_path"], scope["query_string"],
+                             scope["http_version"]]
         return (
             f"{escape_text(str(client[0])) if client else '-'} - "
             f"{escape_text(user) if user else '-'} {clf_time(info)} "
-            f'"{request_text(scope)}" {info.status} {info.bytes_sent} '
-            f'"{"-" if referer is None else value_text(referer)}" '
-            f'"{"-" if agent is None else value_text(agent)}"'
+            f'"{request_line}" {info.status} {info.bytes_sent} '
+            f'"{"-" if referer is None else values[referer]}" '
+            f'"{"-" if agent is None else values[agent]}"'
         )
 
     return format_line
