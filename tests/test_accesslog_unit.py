@@ -28,13 +28,13 @@ from gunicorn.instrument.statsd import Statsd  # type: ignore[import-untyped]
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asgi_worker.accesslog import (
-    AccessLogger,
+from asgi_worker.accessformat import (
     compile_access_format,
     escape_bytes,
     escape_text,
     format_keys,
 )
+from asgi_worker.accesslog import AccessLogger
 from asgi_worker.hookobjects import (
     HookRequest,
     HookResponse,

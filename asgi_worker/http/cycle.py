@@ -14,7 +14,7 @@ import time
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from ..accesslog import escape_text
+from ..accessformat import escape_text
 from ..types import ASGIApp, Message
 
 if TYPE_CHECKING:
