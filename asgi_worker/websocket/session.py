@@ -13,9 +13,7 @@ server's tick enforces, so the session arms no timers of its own.
 from __future__ import annotations
 
 import asyncio
-import codecs
 import os
-import struct
 from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
@@ -24,6 +22,7 @@ from websockets.protocol import OPEN as PROTOCOL_OPEN
 
 from ..http.cycle import ClientDisconnected
 from ..types import ASGIApp, Message
+from .frames import MessageAssembler, frame_header
 from .handshake import (
     WebSocketProtocol,
     accept_head,
@@ -58,26 +57,12 @@ _PAUSE_QUEUE = 1
 _PAUSE_WRITE = 2
 _PAUSE_PENDING = 4
 
-# FIN + opcode and a 7-bit length, for the frames small enough to use one (RFC 6455 5.2).
-_SMALL_HEADERS = {op: [bytes((0x80 | op, size)) for size in range(126)] for op in (0x1, 0x2)}
-
-
-def _frame_header(opcode: int, size: int) -> bytes:
-    """The header of an unmasked, unfragmented server frame carrying ``size`` bytes."""
-    if size < 126:
-        return _SMALL_HEADERS[opcode][size]
-    if size < 65536:
-        return struct.pack("!BBH", 0x80 | opcode, 126, size)
-    return struct.pack("!BBQ", 0x80 | opcode, 127, size)
-
-
 _TEXT = Opcode.TEXT
 _BINARY = Opcode.BINARY
 _CONT = Opcode.CONT
 _PONG = Opcode.PONG
 _CLOSE = Opcode.CLOSE
 _CONNECT: Message = {"type": "websocket.connect"}
-_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 
 
 class WebSocketDisconnected(ClientDisconnected):
@@ -114,9 +99,7 @@ class WebSocketSession(asyncio.Protocol):
         self.disconnect: Message | None = None
         self.pending: list[bytes] = []
         self.pending_bytes = 0
-        self.fragments: list[Any] = []
-        self.fragment_size = 0
-        self.decoder: Any = None
+        self.assembler = MessageAssembler()
         self.paused = 0
         self.write_paused = False
         self.write_waiter: asyncio.Future[None] | None = None
@@ -277,47 +260,13 @@ class WebSocketSession(asyncio.Protocol):
         self._flush()
 
     def _on_data(self, frame: Frame) -> None:
-        data = frame.data
-        opcode = frame.opcode
-        if frame.fin and opcode is not _CONT:
-            if opcode is _TEXT:
-                try:
-                    text = str(data, "utf-8")
-                except UnicodeDecodeError as exc:
-                    self._fail_utf8(exc)
-                    return
-                self._enqueue({"type": "websocket.receive", "text": text}, len(data))
-            else:
-                if type(data) is not bytes:
-                    data = bytes(data)
-                self._enqueue({"type": "websocket.receive", "bytes": data}, len(data))
+        try:
+            received = self.assembler.feed(frame)
+        except UnicodeDecodeError as exc:
+            self._fail_utf8(exc)
             return
-        # Fragments: websockets checks their order and the message size limit. Text is
-        # decoded as it arrives so that invalid UTF-8 fails the connection at once.
-        if opcode is not _CONT:
-            self.decoder = _Utf8Decoder() if opcode is _TEXT else None
-            self.fragments = []
-            self.fragment_size = 0
-        decoder = self.decoder
-        if decoder is not None:
-            try:
-                self.fragments.append(decoder.decode(data, frame.fin))
-            except UnicodeDecodeError as exc:
-                self._fail_utf8(exc)
-                return
-        else:
-            self.fragments.append(data)
-        self.fragment_size += len(data)
-        if frame.fin:
-            fragments = self.fragments
-            self.fragments = []
-            message: Message
-            if decoder is not None:
-                self.decoder = None
-                message = {"type": "websocket.receive", "text": "".join(fragments)}
-            else:
-                message = {"type": "websocket.receive", "bytes": b"".join(fragments)}
-            self._enqueue(message, self.fragment_size)
+        if received is not None:
+            self._enqueue(*received)
 
     def _fail_utf8(self, exc: UnicodeDecodeError) -> None:
         self._fail(1007, "invalid UTF-8")
@@ -460,7 +409,7 @@ class WebSocketSession(asyncio.Protocol):
             if not protocol.extensions and protocol.state is PROTOCOL_OPEN:
                 # Without an extension a server frame is a header and the payload, unmasked:
                 # built here it saves websockets' Frame, serializer and write list per message.
-                header = _frame_header(opcode, len(data))
+                header = frame_header(opcode, len(data))
                 if len(data) > 4096:
                     # Both buffers in one vectored write, without copying a large payload.
                     self.transport.writelines((header, data))
