@@ -279,6 +279,10 @@ class Server:
         self.date_header = b"date: %s\r\n" % formatdate(usegmt=True).encode("ascii")
 
 
+# One name for every request task: without one, each task formats a unique "Task-N".
+TASK_NAME = "asgi_worker.request"
+
+
 def task_starter(loop: asyncio.AbstractEventLoop) -> Callable[[Any], asyncio.Task[Any]]:
     """How request tasks are started: eagerly on Python 3.12+, else scheduled.
 
@@ -287,9 +291,14 @@ def task_starter(loop: asyncio.AbstractEventLoop) -> Callable[[Any], asyncio.Tas
     step (the response goes out before the first await that really waits), which saves the
     scheduling round trip and, for those, keeping the task at all.
     """
+    task = asyncio.Task
     if sys.version_info >= (3, 12):
         def start(coro: Any) -> asyncio.Task[Any]:
-            return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
+            return task(coro, loop=loop, name=TASK_NAME, eager_start=True)  # type: ignore[call-arg]
 
         return start
-    return loop.create_task
+
+    def start_scheduled(coro: Any) -> asyncio.Task[Any]:
+        return task(coro, loop=loop, name=TASK_NAME)
+
+    return start_scheduled

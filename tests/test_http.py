@@ -281,6 +281,42 @@ def test_response_splitting_is_refused(server) -> None:  # type: ignore[no-untyp
     assert "invalid response header" in server.log()
 
 
+@pytest.mark.parametrize(("case", "expected"), [
+    ("tuple", b"x-a: 1\r\n"), ("list", b"x-a: 1\r\n"), ("bytearray", b"x-a: 1\r\n"),
+    ("length", b"content-length: 5\r\n"),
+])
+def test_valid_response_headers_are_sent_as_given(server, case, expected) -> None:  # type: ignore[no-untyped-def]
+    # Twice: the second response comes from the cache of encoded header lines.
+    for _ in range(2):
+        data = exchange(server.port, b"GET /header-case?%s HTTP/1.1\r\nHost: x\r\n"
+                                     b"Connection: close\r\n\r\n" % case.encode())
+        assert status_of(data) == 200
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert expected in head + b"\r\n"
+        assert body == b"hello"
+
+
+@pytest.mark.parametrize("case", [
+    "space-in-name", "colon-in-name", "empty-name", "cr-in-value", "lf-in-value",
+    "nul-in-value", "str-name", "str-value", "bad-length", "three-items",
+])
+def test_invalid_response_headers_give_500(server, case) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(2):  # an invalid header must not be remembered as valid
+        data = exchange(server.port, b"GET /header-case?%s HTTP/1.1\r\nHost: x\r\n"
+                                     b"Connection: close\r\n\r\n" % case.encode())
+        assert status_of(data) == 500
+        assert b"evil" not in data and b"hello" not in data
+    assert "Exception in ASGI application" in server.log()
+
+
+def test_many_distinct_header_values(server) -> None:  # type: ignore[no-untyped-def]
+    # More distinct values than the worker remembers encoded lines for: each is still sent.
+    with httpx.Client(base_url=server.url) as client:
+        for i in range(1100):
+            response = client.get(f"/header-case?unique-{i}")
+            assert response.headers["x-unique"] == f"unique-{i}"
+
+
 # -- flow control --------------------------------------------------------------------------------
 
 

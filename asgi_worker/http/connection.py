@@ -195,13 +195,6 @@ class HTTPConnection(asyncio.Protocol):
         cycles = [c for c in (self.cycle, *self.pipeline) if c is not None]
         return [f"{describe_request(c.scope)} from {self._peer()}" for c in cycles]
 
-    def keep_alive_allowed(self, cycle: RequestCycle) -> bool:
-        """Whether the response being written may leave the connection open."""
-        if self.server.draining or not self.settings.keepalive or self.upgrade_scope is not None:
-            return False
-        # An unsent 100 Continue means the client may never send the body we would skip.
-        return not (cycle.expect_100 and cycle.more_body)
-
     # -- called by the parser adapters --------------------------------------------------------
 
     def on_message_begin(self) -> None:
@@ -280,7 +273,8 @@ class HTTPConnection(asyncio.Protocol):
             self.upgrade_scope = scope
             return
         has_body = chunked or content_length > 0
-        cycle = RequestCycle(self, scope, keep_alive, expect_100, has_body)
+        cycle = RequestCycle(self, scope, keep_alive and self.settings.keepalive > 0, expect_100,
+                             has_body)
         if self.server.access_log_enabled:
             cycle.start_time = self.server.time()
         self.parsing = cycle if has_body else None
@@ -413,11 +407,13 @@ class HTTPConnection(asyncio.Protocol):
 
     def _run(self, cycle: RequestCycle) -> None:
         self.cycle = cycle
-        self.server.on_request_start(cycle)
-        task = self.server.start_task(cycle.run(self.app))
+        server = self.server
+        if server.hooks is not None:
+            server.hooks.pre_request(cycle)
+        task = server.start_task(cycle.run(self.app))
         if not task.done():
             cycle.task = task
-            self.server.tasks.add(task)
+            server.tasks.add(task)
 
     def on_response_complete(self, cycle: RequestCycle) -> None:
         """The cycle wrote its whole response: account for it, then serve the next request."""
@@ -456,8 +452,9 @@ class HTTPConnection(asyncio.Protocol):
                 self.transport.close()  # type: ignore[union-attr]
                 return
         else:
-            self.set_deadline(self.settings.keepalive)
-        self.resume_reading()
+            self.deadline = self.loop.time() + self.settings.keepalive
+        if self.read_paused:
+            self.resume_reading()
 
     def _discard(self, size: int) -> None:
         self.discarded += size

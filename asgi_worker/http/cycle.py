@@ -33,6 +33,15 @@ _CLOSE = b"connection: close\r\n"
 _KEEP_ALIVE = b"connection: keep-alive\r\n"
 _CHUNKED = b"transfer-encoding: chunked\r\n"
 _NO_BODY_STATUS = frozenset({204, 304})
+# What _start_response does with a response header name: copy it, or read it first.
+_ORDINARY, _CONTENT_LENGTH, _CONNECTION, _TRANSFER_ENCODING, _DATE, _SERVER_NAME = range(6)
+_SPECIAL_NAMES = {b"content-length": _CONTENT_LENGTH, b"connection": _CONNECTION,
+                  b"transfer-encoding": _TRANSFER_ENCODING, b"date": _DATE,
+                  b"server": _SERVER_NAME}
+# (name, value) pairs already validated -> (kind, encoded line, Content-Length); see
+# _encode_header.
+_KNOWN_HEADERS: dict[tuple[bytes, bytes], tuple[int, bytes, int]] = {}
+_MAX_KNOWN_HEADERS = 1024
 _STATUS_LINES: dict[int, bytes] = {}
 
 
@@ -92,7 +101,7 @@ class RequestCycle:
         self.close_delimited = False
         self.no_body = False
         self.bytes_sent = 0
-        self.pending: list[bytes] = []
+        self.pending: list[bytes] | None = None
         self.pending_size = 0
         self.start_time = 0.0
         self.duration = 0.0
@@ -216,32 +225,39 @@ class RequestCycle:
         if type(status) is not int or not 200 <= status <= 999:
             raise RuntimeError(f"invalid response status {status!r}")
         headers = message.get("headers") or ()
-        lines = [status_line(status)]
+        lines = [_STATUS_LINES.get(status) or status_line(status)]
         content_length = -1
         keep_alive = self.keep_alive
         has_date = has_server = chunked = False
-        for name, value in headers:
-            if not _TOKEN(name) or _BAD_VALUE(value):
-                raise RuntimeError(f"invalid response header {name!r}: {value!r}")
-            lowered = name.lower()
-            if lowered == b"content-length":
-                content_length = _parse_content_length(value)
-            elif lowered == b"connection":
-                if b"close" in value.lower():
-                    keep_alive = False
-                continue
-            elif lowered == b"transfer-encoding":
-                chunked = True
-                continue
-            elif lowered == b"date":
-                has_date = True
-            elif lowered == b"server":
-                has_server = True
-            lines.append(b"%s: %s\r\n" % (name, value))
+        known = _KNOWN_HEADERS
+        for header in headers:
+            try:
+                entry = known.get(header)
+            except TypeError:  # a list, or a bytearray inside: not cached
+                entry = None
+            if entry is None:
+                entry = _encode_header(header)
+            kind, line, number = entry
+            if kind:
+                if kind == _CONTENT_LENGTH:
+                    content_length = number
+                elif kind == _CONNECTION:
+                    if b"close" in header[1].lower():
+                        keep_alive = False
+                    continue
+                elif kind == _TRANSFER_ENCODING:
+                    chunked = True
+                    continue
+                elif kind == _DATE:
+                    has_date = True
+                else:
+                    has_server = True
+            lines.append(line)
         if not has_date:
             lines.append(self.conn.server.date_header)
         if not has_server:
             lines.append(_SERVER)
+        head = b"".join(lines)
         self.started = True
         self.status = status
         self.response_headers = headers
@@ -249,7 +265,7 @@ class RequestCycle:
         self.content_length = -1 if chunked else content_length
         self.chunked = chunked
         self.no_body = self.is_head or status in _NO_BODY_STATUS
-        self.head = b"".join(lines)
+        self.head = head
 
     def _write_first(self, body: bytes, more_body: bool) -> None:
         """Write status line, headers and the first body bytes, in one write where possible."""
@@ -271,7 +287,10 @@ class RequestCycle:
         else:
             self.chunked = True
             framing = _CHUNKED
-        keep_alive = self.keep_alive and conn.keep_alive_allowed(self)
+        # Keep-alive ends for a draining worker, a connection being upgraded, and when the app
+        # answered before the client got its 100 Continue (it may never send the body we skip).
+        keep_alive = (self.keep_alive and not conn.server.draining and conn.upgrade_scope is None
+                      and not (self.expect_100 and self.more_body))
         self.keep_alive = keep_alive
         if not keep_alive:
             framing += _CLOSE
@@ -336,6 +355,8 @@ class RequestCycle:
         if not data:
             return
         pending = self.pending
+        if pending is None:
+            pending = self.pending = []
         pending.append(data)
         self.pending_size += len(data)
         if self.pending_size >= HIGH_WATER:
@@ -359,7 +380,8 @@ class RequestCycle:
         self.complete = True
         if self.start_time:
             self.duration = time.time() - self.start_time
-        self._wake()
+        if self.waiter is not None:
+            self._wake()
         self.conn.on_response_complete(self)
 
     # -- failures --------------------------------------------------------------------------------
@@ -398,3 +420,30 @@ def _parse_content_length(value: bytes) -> int:
     if not value.isdigit():
         raise RuntimeError(f"invalid response Content-Length {value!r}")
     return int(value)
+
+
+def _encode_header(header: Any) -> tuple[int, bytes, int]:
+    """Validate one response header and encode its line; remember it for the next response.
+
+    Most responses repeat the headers of earlier ones (content types, fixed lengths, cache
+    policies), so the cache is hit far more often than not; it is emptied when full, which
+    bounds it for apps whose header values are all different.
+    """
+    name, value = header
+    cacheable = type(header) is tuple and type(name) is bytes and type(value) is bytes
+    if isinstance(name, (bytearray, memoryview)):
+        name = bytes(name)
+    if isinstance(value, (bytearray, memoryview)):
+        value = bytes(value)
+    if not isinstance(name, bytes) or not _TOKEN(name):
+        raise RuntimeError(f"invalid response header {name!r}: {value!r}")
+    if not isinstance(value, bytes) or _BAD_VALUE(value):
+        raise RuntimeError(f"invalid response header {name!r}: {value!r}")
+    kind = _SPECIAL_NAMES.get(name.lower(), _ORDINARY)
+    number = _parse_content_length(value) if kind == _CONTENT_LENGTH else 0
+    entry = (kind, b"%s: %s\r\n" % (name, value), number)
+    if cacheable:
+        if len(_KNOWN_HEADERS) >= _MAX_KNOWN_HEADERS:
+            _KNOWN_HEADERS.clear()
+        _KNOWN_HEADERS[header] = entry
+    return entry

@@ -69,20 +69,24 @@ class HttpToolsProtocol(HTTPConnection):
         if self.parsing is None and self.head_bytes > self.max_head:
             self.on_bad_request(RequestError("headers_too_large", "request head too large"))
             return
-        self.arm_head_deadline()
+        if self.head_pending:
+            self.arm_head_deadline()
 
     # -- httptools callbacks -------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         self.url = b""
         self.headers = []
-        super().on_message_begin()
+        self.deadline = 0.0  # see HTTPConnection.on_message_begin
+        self.head_pending = True
 
     def on_url(self, url: bytes) -> None:
-        self.url += url
-        line = len(self.parser.get_method()) + len(self.url) + 10
-        if line > self.limit_line:
-            raise RequestError("request_line_too_long", f"request line of {line}+ bytes")
+        url = self.url = self.url + url
+        # llhttp knows no method longer than 15 bytes: most URLs need no exact count.
+        if len(url) + 26 > self.limit_line:
+            line = len(self.parser.get_method()) + len(url) + 10
+            if line > self.limit_line:
+                raise RequestError("request_line_too_long", f"request line of {line}+ bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         headers = self.headers

@@ -143,6 +143,35 @@ async def bad_header(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await respond(send, 200, b"never", [(b"x-injected", value.replace(b"%0D%0A", b"\r\n"))])
 
 
+# Response headers by case name, for the header validation tests.
+HEADER_CASES: dict[str, list[Any]] = {
+    "tuple": [(b"x-a", b"1")],
+    "list": [[b"x-a", b"1"]],
+    "bytearray": [(bytearray(b"x-a"), bytearray(b"1"))],
+    "length": [(b"content-length", b"5")],
+    "space-in-name": [(b"x a", b"1")],
+    "colon-in-name": [(b"x:a", b"1")],
+    "empty-name": [(b"", b"1")],
+    "cr-in-value": [(b"x-a", b"1\rset-cookie: evil=1")],
+    "lf-in-value": [(b"x-a", b"1\nset-cookie: evil=1")],
+    "nul-in-value": [(b"x-a", b"1\x00")],
+    "str-name": [("x-a", b"1")],
+    "str-value": [(b"x-a", "1")],
+    "bad-length": [(b"content-length", b"five")],
+    "three-items": [(b"x-a", b"1", b"2")],
+}
+
+
+async def header_case(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    query = scope["query_string"].decode()
+    if query.startswith("unique-"):  # a new value every time
+        headers: list[Any] = [(b"x-unique", query.encode())]
+    else:
+        headers = HEADER_CASES[query]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
 async def sleep(scope: dict[str, Any], receive: Any, send: Any) -> None:
     seconds = float(scope["query_string"] or b"1")
     await asyncio.sleep(seconds)
@@ -204,6 +233,7 @@ ROUTES = {
     "error-before": error_before, "error-after": error_after,
     "error-after-chunked": error_after_chunked, "no-response": no_response,
     "too-long": too_long, "too-short": too_short, "bad-header": bad_header, "sleep": sleep,
+    "header-case": header_case,
     "block": block, "wait-disconnect": wait_disconnect, "no-read": no_read, "big": big,
     "state": state, "head-length": head_length, "process": process,
     "slow-stream": slow_stream,
