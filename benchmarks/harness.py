@@ -8,6 +8,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -15,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks import servers
+from benchmarks import interpreter, servers
 from benchmarks.paths import REPO, VENV_PYTHON, WORK
 from benchmarks.scenarios import SCENARIOS, Measurement, Scenario, Settings, measure, start_fresh
 from benchmarks.servers import SERVERS, RunningServer, ServerSpec, StartError
@@ -44,6 +45,7 @@ class Plan:
     scenarios: list[str]
     settings: Settings
     quick: bool = False
+    python: str = ""  # the --python path as given (the venv's base interpreter)
 
 
 @dataclass
@@ -227,7 +229,7 @@ def run_plan(plan: Plan) -> dict[str, Any]:
         "started_at": started.isoformat(timespec="seconds"),
         "quick": plan.quick,
         "settings": asdict(plan.settings),
-        "machine": machine_info(),
+        "machine": machine_info(plan.python),
         "versions": versions(),
         "servers": plan.servers,
         "scenarios": {n: SCENARIOS[n].title for n in plan.scenarios},
@@ -264,7 +266,7 @@ def summarize(samples: dict[str, dict[str, list[Measurement]]]) -> dict[str, Any
     return out
 
 
-def machine_info() -> dict[str, Any]:
+def machine_info(python: str) -> dict[str, Any]:
     model = ""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -279,6 +281,7 @@ def machine_info() -> dict[str, Any]:
         "kernel": platform.release(),
         "os": platform.platform(),
         "python": platform.python_version(),
+        "interpreter": interpreter.describe(python or sys.executable),
         "wrk": wrk_lines[0] if wrk_lines else "",
         "git_commit": _git_commit(),
         "pinning": {"servers": servers.SERVER_CPU, "load": str(HARNESS_CPU)},

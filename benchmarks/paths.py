@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-PEERS = BENCH / ".peers"
-VENV = PEERS / "venv"
+PEERS = BENCH / ".peers"  # one peers venv per interpreter, see setup_env.venv_dir
+LEGACY_VENV = PEERS / "venv"  # the single venv of earlier harness versions, still reused
+# The peers venv this process runs in: run.py re-executes itself with the venv's Python before
+# anything is measured, so inside the harness it is sys.prefix. (Meaningless in the bootstrap
+# process, which only uses setup_env.)
+VENV = Path(sys.prefix)
 VENV_BIN = VENV / "bin"
 VENV_PYTHON = VENV_BIN / "python"
 WORK = BENCH / ".work"

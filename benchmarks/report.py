@@ -193,6 +193,20 @@ def noise_lines(res: dict[str, Any]) -> list[str]:
     return [line]
 
 
+def python_lines(py: dict[str, Any] | None) -> list[str]:
+    """The interpreter every server ran on, and what is known about its build."""
+    if not py:
+        return []
+    path = py["path"] if py["path"] == py["realpath"] else f"{py['path']} (-> {py['realpath']})"
+    line = (
+        f"- python: {py['implementation']} {py['version']}, {path}; "
+        f"PGO: {py['pgo']}, LTO: {py['lto']}, libpython: {py['libpython']}"
+        f"{', free-threading' if py.get('free_threading') else ''}; "
+        f"{py['compiler']}, built {py['build_date']}; venv {py['venv'] or '-'}"
+    )
+    return [line, f"  (build flags: {py['build_note']})"]
+
+
 def markdown(res: dict[str, Any]) -> str:
     m, st = res["machine"], res["settings"]
     versions = ", ".join(f"{k} {v}" for k, v in res["versions"].items() if v)
@@ -201,6 +215,7 @@ def markdown(res: dict[str, Any]) -> str:
         "",
         f"- machine: {m['cpu_model']}, {m['cpus']} CPUs, kernel {m['kernel']}, "
         f"Python {m['python']}, {m['wrk']}",
+        *python_lines(m.get("interpreter")),
         f"- pinning: servers on CPU {m['pinning']['servers']}, load generators on CPU "
         f"{m['pinning']['load']}; 1 worker per server (max-requests: 2)",
         f"- versions: {versions}; project commit {m['git_commit']}",

@@ -15,7 +15,11 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import setup_env
-from benchmarks.paths import REPO, VENV, VENV_PYTHON
+from benchmarks.paths import REPO
+
+# The --python path as given, handed from the bootstrap process to the one in the venv (whose
+# own sys.executable is the venv's python).
+PYTHON_ENV = "ASGI_BENCH_PYTHON"
 
 DEFAULT_SERVERS = ["ours", "uvicorn-worker", "gunicorn-asgi", "granian", "hypercorn", "raw"]
 QUICK_SERVERS = ["ours", "uvicorn-worker", "granian", "raw"]
@@ -42,26 +46,54 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="results directory (default benchmarks/results)")
     p.add_argument("--tag", default="", help="suffix for result file names")
     p.add_argument("--upgrade", action="store_true", help="pip install -U the peers first")
+    p.add_argument(
+        "--python",
+        metavar="PATH",
+        help="interpreter to benchmark on (gets its own peers venv); default: the one running "
+        "run.py. With it, the default --tag includes the Python version",
+    )
     return p.parse_args(argv)
 
 
-def in_venv() -> bool:
-    return Path(sys.prefix).resolve() == VENV.resolve()
+def requested_python(argv: list[str]) -> str:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--python")
+    known, _ = pre.parse_known_args(argv)
+    return str(known.python or os.environ.get(PYTHON_ENV) or sys.executable)
 
 
-def bootstrap(argv: list[str]) -> None:
-    """Make sure the peers venv exists, then continue inside it."""
-    setup_env.ensure_venv(upgrade="--upgrade" in argv)
-    if not in_venv():
-        script = str(Path(__file__).resolve())
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        os.execve(str(VENV_PYTHON), [str(VENV_PYTHON), script, *argv], env)
+def bootstrap(argv: list[str]) -> setup_env.Interpreter:
+    """Make sure the interpreter's peers venv exists, then continue inside it."""
+    interp = setup_env.probe(requested_python(argv))
+    venv = setup_env.venv_dir(interp)
+    if Path(sys.prefix).resolve() == venv.resolve():
+        os.environ.pop(PYTHON_ENV, None)  # not for the servers and clients we start
+        return interp
+    setup_env.ensure_venv(interp, venv, upgrade="--upgrade" in argv)
+    print(f"[setup] Python {interp.version} ({interp.given}), venv {venv}", flush=True)
+    python = str(venv / "bin" / "python")
+    script = str(Path(__file__).resolve())
+    env = {**os.environ, "PYTHONPATH": str(REPO), PYTHON_ENV: interp.given}
+    os.execve(python, [python, script, *argv], env)
+
+
+def default_tag(args: argparse.Namespace, interp: setup_env.Interpreter | None) -> str:
+    """``quick`` for --quick, plus ``py<version>`` when --python was given."""
+    parts = ["quick"] if args.quick else []
+    if args.python and interp is not None:
+        parts.append(interp.tag)
+    return "-".join(parts)
 
 
 def main() -> int:
     argv = sys.argv[1:]
+    interp = None
     if "-h" not in argv and "--help" not in argv:
-        bootstrap(argv)
+        try:
+            interp = bootstrap(argv)
+        except setup_env.SetupError as exc:
+            print(f"[setup] ERROR: {exc}", file=sys.stderr)
+            return 2
     args = parse_args(argv)
     if not setup_env.ensure_wrk():
         return 2
@@ -82,11 +114,12 @@ def main() -> int:
         scenarios=args.scenarios or list(SCENARIOS),
         settings=settings,
         quick=args.quick,
+        python=interp.given if interp else sys.executable,
     )
     started = time.monotonic()
     results = run_plan(plan)
     results["duration_s"] = round(time.monotonic() - started, 1)
-    for path in write_reports(results, args.out, args.tag or ("quick" if args.quick else "")):
+    for path in write_reports(results, args.out, args.tag or default_tag(args, interp)):
         print(f"wrote {path}")
     print(f"total {results['duration_s']:.0f}s")
     return 0

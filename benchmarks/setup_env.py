@@ -1,18 +1,25 @@
-"""Create the peers venv (benchmarks/.peers/venv) and make sure wrk is installed.
+"""Create the peers venv for an interpreter (benchmarks/.peers/venv-<X.Y>-<hash>) and make sure
+wrk is installed.
 
-Uses only the standard library: it runs under the system Python before the venv exists.
+Uses only the standard library: it runs under whatever Python started run.py, before the venv
+exists.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import shutil
 import subprocess
 import sys
 import tomllib
+from dataclasses import dataclass
+from pathlib import Path
 
-from benchmarks.paths import REPO, VENV, VENV_PYTHON
+from benchmarks.paths import LEGACY_VENV, PEERS, REPO
 
-PEERS = [
+PEER_PACKAGES = [
     "gunicorn",
     "uvicorn-worker",
     "uvicorn[standard]",
@@ -24,7 +31,118 @@ PEERS = [
     "matplotlib",
     "ruff",
 ]
-MARKER = VENV / ".bench-installed"
+MARKER = ".bench-installed"
+MIN_PYTHON = (3, 11)  # the harness itself runs in the venv: tomllib, datetime.UTC
+# Runs under the candidate interpreter, so it must stay valid Python 2 and old Python 3.
+PROBE = """\
+import json, platform, sys
+try:
+    import venv
+    err = ""
+except Exception as exc:
+    err = repr(exc)
+print(json.dumps({
+    "executable": sys.executable,
+    "version": platform.python_version(),
+    "version_info": list(sys.version_info[:2]),
+    "implementation": platform.python_implementation(),
+    "venv_error": err,
+}))
+"""
+
+
+class SetupError(Exception):
+    """The environment cannot be prepared; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    given: str  # the path as requested (absolute), e.g. a pyenv shim or /usr/bin/python3.11
+    executable: str  # sys.executable as the interpreter reports it
+    realpath: str  # all symlinks resolved: what identifies the venv
+    version: str  # "3.12.1"
+    major_minor: str  # "3.12"
+    implementation: str  # "CPython"
+
+    @property
+    def tag(self) -> str:
+        """Result file suffix, e.g. ``py3.12.1`` (``pypy3.10.14`` for PyPy)."""
+        prefix = "py" if self.implementation == "CPython" else self.implementation.lower()
+        return f"{prefix}{self.version}"
+
+
+def resolve_path(python: str) -> str:
+    """An absolute path for ``python``; a bare name is looked up on PATH."""
+    if os.sep not in python:
+        found = shutil.which(python)
+        if found is None:
+            raise SetupError(f"--python {python}: not found on PATH")
+        return found
+    return str(Path(python).absolute())
+
+
+def probe(python: str) -> Interpreter:
+    """Ask the interpreter for its identity; check it can run the harness and create venvs."""
+    path = resolve_path(python)
+    try:
+        proc = subprocess.run(
+            [path, "-E", "-s", "-c", PROBE],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SetupError(f"--python {python}: cannot run it: {exc}") from exc
+    try:
+        info = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError) as exc:
+        detail = (proc.stderr or proc.stdout).strip()
+        raise SetupError(f"--python {python}: not a working Python interpreter:\n{detail}") from exc
+    version_info = tuple(info["version_info"])
+    if version_info < MIN_PYTHON:
+        need = ".".join(map(str, MIN_PYTHON))
+        raise SetupError(
+            f"--python {python} is Python {info['version']}; the harness needs {need}+"
+        )
+    major_minor = "{}.{}".format(*version_info)
+    if info["venv_error"]:
+        raise SetupError(
+            f"--python {python} cannot create virtual environments (import venv: "
+            f"{info['venv_error']}).{_venv_hint(major_minor)}"
+        )
+    executable = info["executable"] or path
+    return Interpreter(
+        given=path,
+        executable=executable,
+        realpath=os.path.realpath(executable),
+        version=info["version"],
+        major_minor=major_minor,
+        implementation=info["implementation"],
+    )
+
+
+def _venv_hint(major_minor: str) -> str:
+    return f" On Debian/Ubuntu: apt-get install python{major_minor}-venv."
+
+
+def venv_dir(interp: Interpreter) -> Path:
+    """``.peers/venv-<X.Y>-<8 hex of sha256(realpath)>``, one per interpreter binary.
+
+    The single ``.peers/venv`` of earlier versions is still used for the interpreter it was
+    built from, as long as that interpreter has no venv of the new kind.
+    """
+    digest = hashlib.sha256(interp.realpath.encode()).hexdigest()[:8]
+    impl = "" if interp.implementation == "CPython" else interp.implementation.lower()
+    venv = PEERS / f"venv-{impl}{interp.major_minor}-{digest}"
+    legacy_python = LEGACY_VENV / "bin" / "python"
+    if (
+        not venv.exists()
+        and (LEGACY_VENV / MARKER).exists()
+        and os.path.realpath(legacy_python) == interp.realpath
+    ):
+        return LEGACY_VENV
+    return venv
 
 
 def project_dependencies() -> list[str]:
@@ -33,17 +151,40 @@ def project_dependencies() -> list[str]:
         return list(tomllib.load(fh).get("project", {}).get("dependencies", []))
 
 
-def ensure_venv(upgrade: bool) -> None:
-    if MARKER.exists() and not upgrade:
+def ensure_venv(interp: Interpreter, venv: Path, upgrade: bool) -> None:
+    marker = venv / MARKER
+    if marker.exists() and not upgrade:
         return
-    if not VENV_PYTHON.exists():
-        print(f"[setup] creating {VENV}", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    packages = [*PEERS, *project_dependencies()]
+    python = venv / "bin" / "python"
+    if not python.exists():
+        create_venv(interp, venv)
+    packages = [*PEER_PACKAGES, *project_dependencies()]
     print(f"[setup] pip install -U {' '.join(packages)}", flush=True)
-    subprocess.run([str(VENV_PYTHON), "-m", "pip", "install", "-q", "-U", "pip"], check=True)
-    subprocess.run([str(VENV_PYTHON), "-m", "pip", "install", "-q", "-U", *packages], check=True)
-    MARKER.write_text("\n".join(packages) + "\n")
+    for args in (["pip"], packages):
+        cmd = [str(python), "-m", "pip", "install", "-q", "-U", *args]
+        if subprocess.run(cmd, check=False).returncode != 0:
+            raise SetupError(
+                f"`{' '.join(cmd)}` failed (see pip's output above). Fix it and re-run, or "
+                f"delete {venv} to start from a fresh venv."
+            )
+    marker.write_text("\n".join(packages) + "\n")
+
+
+def create_venv(interp: Interpreter, venv: Path) -> None:
+    print(f"[setup] creating {venv} with {interp.executable} (Python {interp.version})", flush=True)
+    existed = venv.exists()
+    proc = subprocess.run(
+        [interp.executable, "-m", "venv", str(venv)], capture_output=True, text=True, check=False
+    )
+    if proc.returncode == 0 and (venv / "bin" / "python").exists():
+        return
+    if not existed:
+        shutil.rmtree(venv, ignore_errors=True)
+    output = (proc.stderr or proc.stdout).strip()
+    raise SetupError(
+        f"{interp.given} cannot create a virtual environment (`-m venv` exited with "
+        f"{proc.returncode}):\n{output}\n{_venv_hint(interp.major_minor).strip()}"
+    )
 
 
 def ensure_wrk() -> bool:
