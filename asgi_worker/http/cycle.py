@@ -29,8 +29,10 @@ _BAD_VALUE = re.compile(rb"[\x00\r\n]").search
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
 _SERVER = b"server: gunicorn\r\n"
-_CLOSE = b"connection: close\r\n"
-_KEEP_ALIVE = b"connection: keep-alive\r\n"
+# The end of a response head: what keep-alive needs said, then the blank line.
+_END = b"\r\n"
+_END_CLOSE = b"connection: close\r\n\r\n"
+_END_KEEP_ALIVE_10 = b"connection: keep-alive\r\n\r\n"
 _CHUNKED = b"transfer-encoding: chunked\r\n"
 _NO_BODY_STATUS = frozenset({204, 304})
 # What _start_response does with a response header name: copy it, or read it first.
@@ -196,28 +198,34 @@ class RequestCycle:
     # -- send ------------------------------------------------------------------------------------
 
     async def send(self, message: Message) -> None:
-        conn = self.conn
-        if conn.write_paused and not self.disconnected:
-            await conn.wait_writable()
-        if self.disconnected:
-            raise ClientDisconnected("the client closed the connection")
+        if self.conn.write_paused or self.disconnected:
+            await self._wait_writable()
         kind = message["type"]
-        if not self.started:
-            if kind != "http.response.start":
-                raise RuntimeError(f"expected ASGI message 'http.response.start', got {kind!r}")
-            self._start_response(message)
-        elif kind != "http.response.body":
-            raise RuntimeError(f"unexpected ASGI message {kind!r} after the response started")
-        elif self.complete:
-            raise RuntimeError("unexpected ASGI message 'http.response.body' after the response "
-                               "completed")
-        else:
+        if kind == "http.response.body" and self.started and not self.complete:
             body = message.get("body", b"")
             more_body = message.get("more_body", False)
             if self.head:
                 self._write_first(body, more_body)
-            else:
-                self._write_more(body, more_body)
+            elif not self.no_body:
+                self._write_body(b"", body, more_body)
+            elif not more_body:
+                self._finish()
+        elif kind == "http.response.start" and not self.started:
+            self._start_response(message)
+        elif not self.started:
+            raise RuntimeError(f"expected ASGI message 'http.response.start', got {kind!r}")
+        elif kind != "http.response.body":
+            raise RuntimeError(f"unexpected ASGI message {kind!r} after the response started")
+        else:
+            raise RuntimeError("unexpected ASGI message 'http.response.body' after the response "
+                               "completed")
+
+    async def _wait_writable(self) -> None:
+        """Before writing: wait while the client does not read; refuse once it is gone."""
+        if not self.disconnected:
+            await self.conn.wait_writable()
+        if self.disconnected:
+            raise ClientDisconnected("the client closed the connection")
 
     def _start_response(self, message: Message) -> None:
         """Validate and encode the app's headers; written with the first body message."""
@@ -270,8 +278,11 @@ class RequestCycle:
     def _write_first(self, body: bytes, more_body: bool) -> None:
         """Write status line, headers and the first body bytes, in one write where possible."""
         conn = self.conn
-        head = self.head
-        self.head = b""
+        # Keep-alive ends for a draining worker, a connection being upgraded, and when the app
+        # answered before the client got its 100 Continue (it may never send the body we skip).
+        keep_alive = (self.keep_alive and not conn.server.draining and conn.upgrade_scope is None
+                      and not (self.expect_100 and self.more_body))
+        http_10 = self.scope["http_version"] == "1.0"
         framing = b""
         if self.no_body:
             if self.content_length < 0 and body and not more_body and self.is_head:
@@ -281,58 +292,36 @@ class RequestCycle:
         elif not more_body and not self.chunked:
             framing = b"content-length: %d\r\n" % len(body)
             self.length_left = len(body)
-        elif self.scope["http_version"] == "1.0":
+        elif http_10:
             self.close_delimited = True
-            self.keep_alive = False
+            keep_alive = False
         else:
             self.chunked = True
             framing = _CHUNKED
-        # Keep-alive ends for a draining worker, a connection being upgraded, and when the app
-        # answered before the client got its 100 Continue (it may never send the body we skip).
-        keep_alive = (self.keep_alive and not conn.server.draining and conn.upgrade_scope is None
-                      and not (self.expect_100 and self.more_body))
         self.keep_alive = keep_alive
-        if not keep_alive:
-            framing += _CLOSE
-        elif self.scope["http_version"] == "1.0":
-            framing += _KEEP_ALIVE
-        head = head + framing + b"\r\n"
-        if self.no_body:
-            conn.transport.write(head)  # type: ignore[union-attr]
-            if not more_body:
-                self._finish()
+        end = (_END_KEEP_ALIVE_10 if http_10 else _END) if keep_alive else _END_CLOSE
+        head = self.head + framing + end if framing else self.head + end
+        self.head = b""
+        if not self.no_body:
+            self._write_body(head, body, more_body)
             return
-        self._write_body(head, body, more_body)
-
-    def _write_more(self, body: bytes, more_body: bool) -> None:
-        if self.no_body:
-            if not more_body:
-                self._finish()
-            return
-        self._write_body(b"", body, more_body)
+        conn.transport.write(head)  # type: ignore[union-attr]
+        if not more_body:
+            self._finish()
 
     def _write_body(self, head: bytes, body: bytes, more_body: bool) -> None:
-        transport = self.conn.transport
-        assert transport is not None
         size = len(body)
-        if self.chunked:
+        if self.length_left >= 0:
+            if size > self.length_left:
+                body, size, more_body = self._overlong(body)
+            self.length_left -= size
+            if not more_body and self.length_left:
+                self._short()
+            data = head + body if head else body
+        elif self.chunked:
             data = b"%s%x\r\n%s\r\n" % (head, size, body) if size else head
             if not more_body:
                 data += _LAST_CHUNK
-        elif self.length_left >= 0:
-            if size > self.length_left:
-                self.conn.log.error("ASGI app sent more body than its Content-Length (%d): %s",
-                                    self.content_length, describe_request(self.scope))
-                body = body[: self.length_left]
-                size = len(body)
-                more_body = False
-                self.keep_alive = False
-            self.length_left -= size
-            if not more_body and self.length_left > 0:
-                self.conn.log.error("ASGI app sent less body than its Content-Length (%d): %s",
-                                    self.content_length, describe_request(self.scope))
-                self.keep_alive = False
-            data = head + body if head else body
         else:
             data = head + body if head else body
         self.bytes_sent += size
@@ -343,8 +332,21 @@ class RequestCycle:
             data = b"".join((*self.pending, data))
             self.pending.clear()
         if data:
-            transport.write(data)
+            self.conn.transport.write(data)  # type: ignore[union-attr]
         self._finish()
+
+    def _overlong(self, body: bytes) -> tuple[bytes, int, bool]:
+        """The body goes beyond its Content-Length: cut it there; the response is done."""
+        self.conn.log.error("ASGI app sent more body than its Content-Length (%d): %s",
+                            self.content_length, describe_request(self.scope))
+        body = body[: self.length_left]
+        self.keep_alive = False
+        return body, len(body), False
+
+    def _short(self) -> None:
+        self.conn.log.error("ASGI app sent less body than its Content-Length (%d): %s",
+                            self.content_length, describe_request(self.scope))
+        self.keep_alive = False
 
     def _buffer(self, data: bytes) -> None:
         """Hold a streamed chunk until the app yields to the loop (or 64 KiB are held).
