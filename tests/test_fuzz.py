@@ -73,6 +73,7 @@ class FakeServer:
                                          hops=self.forwarded_peers)
         self.proxy_peers = None
         self.websocket_upgrade = None
+        self.hooks = None
         self.requests = 0
         # The real server's way of starting request tasks (eager on Python 3.12+).
         self.start_task = task_starter(self.loop)
@@ -85,9 +86,6 @@ class FakeServer:
 
     def connection_lost(self, conn: Any) -> None:
         self.connections.discard(conn)
-
-    def on_request_start(self, cycle: Any) -> None:
-        pass
 
     def task_done(self, task: asyncio.Task[Any]) -> None:
         self.tasks.discard(task)

@@ -92,7 +92,7 @@ class H11Protocol(HTTPConnection):
                     return
             self.raw_head += data
         if self.in_head and not self.line_seen:
-            self.line_seen = b"\n" in data
+            self.line_seen = data.find(b"\n") >= 0
             self.head_bytes += len(data)
             if not self.line_seen and self.head_bytes > self.limit_line:
                 self.on_bad_request(RequestError("request_line_too_long", "request line"))
@@ -132,7 +132,7 @@ class H11Protocol(HTTPConnection):
                 self.raw_head = bytearray(leftover)
                 if leftover:
                     self.in_head = True
-                    self.line_seen = b"\n" in leftover
+                    self.line_seen = leftover.find(b"\n") >= 0
                     self.head_bytes = len(leftover)
                     self.on_message_begin()
             else:  # NEED_DATA, PAUSED, ConnectionClosed

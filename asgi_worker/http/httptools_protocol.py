@@ -103,8 +103,7 @@ class HttpToolsProtocol(HTTPConnection):
         self.on_head(parser.get_method(), self.url, parser.get_http_version(), self.headers,
                      parser.should_keep_alive())
 
-    def on_message_complete(self) -> None:
-        self.on_message_end()
+    on_message_complete = HTTPConnection.on_message_end
 
 
 def _classify(exc: Exception) -> RequestError:
