@@ -8,6 +8,12 @@ import struct
 from typing import Any
 
 from websockets.frames import Frame, Opcode
+from websockets.streams import StreamReader
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - websockets built without its C extension
+    from websockets.utils import apply_mask
 
 from ..types import Message
 
@@ -67,3 +73,70 @@ class MessageAssembler:
             self.decoder = None
             return {"type": "websocket.receive", "text": "".join(fragments)}, self.size
         return {"type": "websocket.receive", "bytes": b"".join(fragments)}, self.size
+
+
+# -- the common client frame, without websockets' parser ------------------------------------------
+
+_AT_EOF = StreamReader.at_eof.__code__
+
+
+def fast_path_limit(protocol: Any) -> int | None:
+    """The payload limit for :func:`read_simple_frame` on this connection, or None when the
+    fast path cannot be used (an extension is on, or websockets' internals are not the ones
+    :func:`at_frame_boundary` knows)."""
+    if protocol.extensions or not hasattr(protocol, "current_size"):
+        return None
+    if not hasattr(protocol.parser, "gi_yieldfrom") or not hasattr(protocol.reader, "buffer"):
+        return None
+    limits = [size for size in (getattr(protocol, "max_message_size", -1),
+                                getattr(protocol, "max_fragment_size", -1)) if size is not None]
+    if -1 in limits:
+        return None
+    return min(limits, default=1 << 63)
+
+
+def at_frame_boundary(protocol: Any) -> bool:
+    """Whether websockets' parser waits for the first byte of a frame, with nothing buffered:
+    then bytes may go past it, frame by frame, as long as each frame is a whole one."""
+    inner = protocol.parser  # the server's parser delegates to the frame parser, and so on
+    while (delegate := inner.gi_yieldfrom) is not None:
+        inner = delegate
+    return (inner.gi_code is _AT_EOF and not protocol.reader.buffer
+            and protocol.current_size is None)
+
+
+def read_simple_frame(data: bytes, pos: int, limit: int) -> tuple[Message, int, int] | None:
+    """The frame at ``data[pos:]`` as an ASGI message if it is the common kind, else None.
+
+    The common kind: complete, final, text or binary, masked (as client frames must be),
+    no RSV bits, under 64 KiB, within ``limit``, and valid UTF-8 for text. Returns the message,
+    its payload size and where the next frame starts. Anything else, including every protocol
+    error, is left to websockets, which parses it as if this function did not exist.
+    """
+    end = len(data)
+    if end - pos < 6:
+        return None
+    first = data[pos]
+    second = data[pos + 1]
+    if (first != 0x81 and first != 0x82) or second < 0x80:
+        return None
+    size = second & 0x7F
+    start = pos + 6
+    if size == 126:
+        if end - pos < 8:
+            return None
+        size = (data[pos + 2] << 8) | data[pos + 3]
+        start = pos + 8
+    elif size == 127:
+        return None
+    stop = start + size
+    if stop > end or size > limit:
+        return None
+    payload = apply_mask(data[start:stop], data[start - 4:start])
+    if first == 0x82:
+        return {"type": "websocket.receive", "bytes": payload}, size, stop
+    try:
+        text = str(payload, "utf-8")
+    except UnicodeDecodeError:
+        return None
+    return {"type": "websocket.receive", "text": text}, size, stop

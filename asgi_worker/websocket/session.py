@@ -22,7 +22,13 @@ from websockets.protocol import OPEN as PROTOCOL_OPEN
 
 from ..http.cycle import ClientDisconnected
 from ..types import ASGIApp, Message
-from .frames import MessageAssembler, frame_header
+from .frames import (
+    MessageAssembler,
+    at_frame_boundary,
+    fast_path_limit,
+    frame_header,
+    read_simple_frame,
+)
 from .handshake import (
     WebSocketProtocol,
     accept_head,
@@ -100,6 +106,7 @@ class WebSocketSession(asyncio.Protocol):
         self.pending: list[bytes] = []
         self.pending_bytes = 0
         self.assembler = MessageAssembler()
+        self.fast_limit: int | None = None  # set on accept: see _receive
         self.paused = 0
         self.write_paused = False
         self.write_waiter: asyncio.Future[None] | None = None
@@ -236,6 +243,19 @@ class WebSocketSession(asyncio.Protocol):
 
     def _receive(self, data: bytes) -> None:
         protocol = self.protocol
+        limit = self.fast_limit
+        if (limit is not None and self.state == OPEN and protocol.state is PROTOCOL_OPEN
+                and at_frame_boundary(protocol)):
+            # Whole, small data frames become messages here; websockets' parser (a generator
+            # per frame) takes over from the first frame of any other kind.
+            pos = 0
+            while (got := read_simple_frame(data, pos, limit)) is not None:
+                message, size, pos = got
+                self._enqueue(message, size)
+            if pos == len(data):
+                return
+            if pos:
+                data = data[pos:]
         protocol.receive_data(data)
         for event in protocol.events_received():
             frame = cast(Frame, event)  # the parser is past the handshake: frames only
@@ -462,6 +482,7 @@ class WebSocketSession(asyncio.Protocol):
         self.handshake = None
         self.transport.write(head)
         self.state = OPEN
+        self.fast_limit = fast_path_limit(self.protocol)
         self.status = 101
         self.response_headers = extra
         if self.ping_interval:
