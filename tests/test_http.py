@@ -393,6 +393,37 @@ def test_limits_follow_gunicorn_settings(start_server, worker_class) -> None:  #
     assert status_of(ok) == 200
 
 
+def test_field_limits_hold_for_heads_in_pieces(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
+    # A head that arrives in small pieces, or starts behind another request's body, must meet
+    # the same limits as one read whole.
+    srv = start_server("tests.apps.basic:app", "--limit-request-field_size", "50",
+                       "--limit-request-fields", "20", worker=worker_class)
+    too_long = b"GET / HTTP/1.1\r\nHost: x\r\nX-A: " + b"v" * 60 + b"\r\n\r\n"
+
+    def send_in_pieces(sock: socket.socket, data: bytes, size: int) -> None:
+        try:
+            for start in range(0, len(data), size):
+                sock.sendall(data[start:start + size])
+                time.sleep(0.001)
+        except OSError:
+            pass  # refused before the end: the answer is already there
+
+    with connect(srv.port) as sock:
+        send_in_pieces(sock, too_long, 1)
+        assert read_response(sock)[0] == 431
+    many = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(21))
+    with connect(srv.port) as sock:
+        send_in_pieces(sock, many + b"\r\n", 7)
+        assert read_response(sock)[0] == 431
+    post = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+    with connect(srv.port) as sock:
+        sock.sendall(post + too_long[:40])
+        time.sleep(0.05)
+        sock.sendall(too_long[40:])
+        assert read_response(sock)[:3:2] == (200, b"abc")
+        assert read_response(sock)[0] == 431
+
+
 def test_trickled_request_is_parsed(server) -> None:  # type: ignore[no-untyped-def]
     request = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
     with connect(server.port) as sock:

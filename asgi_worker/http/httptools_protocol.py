@@ -21,7 +21,8 @@ class HttpToolsProtocol(HTTPConnection):
     """An HTTP/1.1 connection parsed by httptools."""
 
     __slots__ = (
-        "headers", "limit_field_size", "limit_fields", "limit_line", "max_head", "parser", "url",
+        "check_fields", "chunk_size", "headers", "limit_field_size", "limit_fields", "limit_line",
+        "max_head", "parser", "small_head", "span", "url",
     )
 
     def __init__(self, server: Server) -> None:
@@ -34,6 +35,11 @@ class HttpToolsProtocol(HTTPConnection):
         self.limit_fields = settings.limit_request_fields
         self.limit_field_size = settings.limit_request_field_size
         self.max_head = settings.max_head_size
+        # A field line takes at least 3 bytes ("a:\n"): a head this small is within both limits.
+        self.small_head = min(self.limit_field_size - 4, 3 * self.limit_fields)
+        self.span = 0
+        self.chunk_size = 0
+        self.check_fields = True
 
     def data_received(self, data: bytes) -> None:
         if self.closed or self.input_done:
@@ -42,8 +48,14 @@ class HttpToolsProtocol(HTTPConnection):
             data = self.read_proxy_header(data)
             if not data:
                 return
+        size = len(data)
         if self.parsing is None:
-            self.head_bytes += len(data)
+            self.head_bytes += size
+        # No field of a head can be longer, nor can there be more fields, than the bytes fed
+        # since the last head ended: below the limits, on_header need not count.
+        self.chunk_size = size
+        self.span += size
+        self.check_fields = self.span > self.small_head
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -89,16 +101,17 @@ class HttpToolsProtocol(HTTPConnection):
                 raise RequestError("request_line_too_long", f"request line of {line}+ bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        headers = self.headers
-        if len(headers) >= self.limit_fields:
-            raise RequestError("headers_too_large", "too many header fields")
-        if len(name) + len(value) + 4 > self.limit_field_size:
-            raise RequestError("headers_too_large", f"header field {name[:64]!r} too large")
+        if self.check_fields:
+            if len(self.headers) >= self.limit_fields:
+                raise RequestError("headers_too_large", "too many header fields")
+            if len(name) + len(value) + 4 > self.limit_field_size:
+                raise RequestError("headers_too_large", f"header field {name[:64]!r} too large")
         # RFC 9112 section 5: OWS after a field value is not part of it; llhttp keeps it (h11
         # does not), which made 'Host: x\t' a 400 and scope headers differ between parsers.
-        headers.append((name.lower(), value.rstrip(b" \t")))
+        self.headers.append((name.lower(), value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
+        self.span = self.chunk_size  # what is left of this chunk is all the next head can have
         parser = self.parser
         self.on_head(parser.get_method(), self.url, parser.get_http_version(), self.headers,
                      parser.should_keep_alive())
