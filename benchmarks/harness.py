@@ -35,6 +35,19 @@ PACKAGES = [
     "asgi-worker",
 ]
 MAX_RESTARTS = 3
+# Soak figures summarized (median over the rounds that ran it; the soak runs in round 1 only).
+SOAK_FIELDS = (
+    "rps",
+    "rss_start_kib",
+    "rss_warm_kib",
+    "rss_end_kib",
+    "rss_max_kib",
+    "rss_end_minus_warm_kib",
+    "rss_after_load_kib",
+    "growth_kib_per_min",
+    "growth_pct_per_min",
+    "worker_changes",
+)
 QUIET_WINDOW_S = 0.5
 QUIET_MAX_CPU = 0.10  # fraction of one CPU used machine-wide while our servers are idle
 
@@ -164,8 +177,14 @@ def wait_quiet(state: State) -> float:
 def record(state: State, rnd: int, sc: Scenario, server: RunningServer) -> None:
     name = server.spec.name
     waited = wait_quiet(state)
+    st = state.plan.settings
+    if sc.kind == "soak":
+        log(
+            f"r{rnd} {sc.name:<9} {name:<15} {max(1, round(st.soak_duration_s))}s of mixed load, "
+            f"VmRSS every {st.soak_interval_s:g}s ..."
+        )
     try:
-        result = measure(server, sc, state.plan.settings)
+        result = measure(server, sc, st)
     except Exception as exc:  # a broken server must not stop the run
         tail = server.log_tail(8)
         log(f"ERROR {name}/{sc.name}: {exc}\n{tail}")
@@ -183,6 +202,23 @@ def record(state: State, rnd: int, sc: Scenario, server: RunningServer) -> None:
     value = result.get("value")
     shown = f"{value:,.1f}" if isinstance(value, float | int) else str(value)
     log(f"r{rnd} {sc.name:<9} {name:<15} {shown} {sc.unit}  errors={result.get('errors', 0)}")
+    if sc.kind == "soak":
+        log(f"    {soak_line(result)}")
+
+
+def soak_line(m: Measurement) -> str:
+    def num(key: str, spec: str = ",") -> str:
+        v = m.get(key)
+        return format(v, spec) if isinstance(v, int | float) else "-"
+
+    return (
+        f"VmRSS KiB: start {num('rss_start_kib')}, warm {num('rss_warm_kib')}, "
+        f"end {num('rss_end_kib')}, max {num('rss_max_kib')}, after load "
+        f"{num('rss_after_load_kib')}; growth {num('value', ',.1f')} KiB/min "
+        f"({num('growth_pct_per_min', '.2f')}%/min over {num('fit_samples')} samples); "
+        f"{num('ops')} requests ({num('rps', ',.0f')}/s); worker changes "
+        f"{num('worker_changes')}"
+    )
 
 
 def access_log_bytes(server: RunningServer) -> int:
@@ -200,6 +236,8 @@ def run_round(state: State, rnd: int) -> None:
     order = rotated(state.plan.servers, rnd)
     for sc_name in state.plan.scenarios:
         sc = SCENARIOS[sc_name]
+        if sc.once and rnd > 0:
+            continue
         for name in order:
             spec = SERVERS[name]
             if name not in state.skipped and applicable(sc, spec):
@@ -251,7 +289,7 @@ def summarize(samples: dict[str, dict[str, list[Measurement]]]) -> dict[str, Any
     out: dict[str, Any] = {}
     for sc_name, by_server in samples.items():
         for name, runs in by_server.items():
-            out.setdefault(sc_name, {})[name] = {
+            row = out.setdefault(sc_name, {})[name] = {
                 "value": _median([r.get("value") for r in runs]),
                 "p50_ms": _median([r.get("p50_ms") for r in runs]),
                 "p99_ms": _median([r.get("p99_ms") for r in runs]),
@@ -263,6 +301,9 @@ def summarize(samples: dict[str, dict[str, list[Measurement]]]) -> dict[str, Any
                 "requests": _median([r.get("ops") for r in runs]),
                 "rounds": len(runs),
             }
+            for key in SOAK_FIELDS:
+                if any(key in r for r in runs):
+                    row[key] = _median([r.get(key) for r in runs])
     return out
 
 

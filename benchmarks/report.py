@@ -12,7 +12,11 @@ from typing import Any
 from benchmarks.paths import RESULTS
 
 OURS = ("ours", "ours-h11")
-LOWER_IS_BETTER = {"idle"}
+LOWER_IS_BETTER = {"idle", "soak"}
+NO_LATENCY = {"idle"}  # memory only: no latency / CPU columns
+NO_RATIO = {"soak"}  # a growth rate near 0 (or below) makes ours/peer ratios meaningless
+DIGITS = {"idle": 2, "soak": 1}
+SOAK_GOAL_PCT_PER_MIN = 1.0
 NOISY = 0.10
 Summary = dict[str, dict[str, dict[str, Any]]]
 
@@ -24,6 +28,8 @@ def value(summary: Summary, scenario: str, server: str) -> float | None:
 
 def ratio(summary: Summary, scenario: str, ours: str, peer: str) -> float | None:
     """How much better ours is (>1 is better), whichever direction the metric runs."""
+    if scenario in NO_RATIO:
+        return None
     a, b = value(summary, scenario, ours), value(summary, scenario, peer)
     if a is None or b is None or a <= 0 or b <= 0:
         return None
@@ -57,6 +63,12 @@ def _idle(s: Summary, ours: str) -> float | None:
     return value(s, "idle", ours)
 
 
+def _soak_growth(s: Summary, ours: str) -> float | None:
+    """Fitted RSS growth under the soak's mixed load, in % of the warm RSS per minute."""
+    v = s.get("soak", {}).get(ours, {}).get("growth_pct_per_min")
+    return float(v) if isinstance(v, int | float) else None
+
+
 TARGETS = [
     Target("hello @64 vs uvicorn-worker", _r("hello", "uvicorn-worker"), ">=", 1.5),
     Target("hello @64 vs granian", _r("hello", "granian"), ">=", 1.3),
@@ -72,6 +84,13 @@ TARGETS = [
     Target("WS 32 B vs uvicorn-worker", _r("ws32", "uvicorn-worker"), ">=", 1.2),
     Target("WS 64 KiB vs uvicorn-worker", _r("ws64k", "uvicorn-worker"), ">=", 1.0),
     Target("idle memory per connection", _idle, "<=", 5.0, "{:.2f} KiB"),
+    Target(
+        "RSS growth over the soak (ours)",
+        _soak_growth,
+        "<=",
+        SOAK_GOAL_PCT_PER_MIN,
+        "{:.2f}% of warm RSS/min",
+    ),
     Target("hello as fraction of raw floor", _r("hello", "raw"), ">=", 0.5),
 ]
 
@@ -91,7 +110,7 @@ def absolute_table(res: dict[str, Any]) -> list[str]:
     summary, servers = res["summary"], res["servers"]
     rows = []
     for sc, title in res["scenarios"].items():
-        digits = 2 if sc in LOWER_IS_BETTER else 0
+        digits = DIGITS.get(sc, 0)
         cells = [_num(summary.get(sc, {}).get(s, {}).get("value"), digits) for s in servers]
         rows.append([f"{title} ({res['units'][sc]})", *cells])
     return _table(["scenario", *servers], rows)
@@ -101,7 +120,7 @@ def detail_table(res: dict[str, Any]) -> list[str]:
     summary, servers = res["summary"], res["servers"]
     rows = []
     for sc, title in res["scenarios"].items():
-        if sc in LOWER_IS_BETTER:
+        if sc in NO_LATENCY:
             continue
         cells = []
         for s in servers:
@@ -121,7 +140,7 @@ def util_table(res: dict[str, Any]) -> list[str]:
     summary, servers = res["summary"], res["servers"]
     rows = []
     for sc, title in res["scenarios"].items():
-        if sc in LOWER_IS_BETTER:
+        if sc in NO_LATENCY:
             continue
         cells = [_num(summary.get(sc, {}).get(s, {}).get("cpu_util"), 2) for s in servers]
         rows.append([title, *cells])
@@ -132,6 +151,8 @@ def ratio_table(res: dict[str, Any], ours: str) -> list[str]:
     peers = [s for s in res["servers"] if s not in OURS]
     rows = []
     for sc, title in res["scenarios"].items():
+        if sc in NO_RATIO:
+            continue
         cells = [_num(ratio(res["summary"], sc, ours, p), 2) for p in peers]
         rows.append([title, *[c if c == "-" else c + "x" for c in cells]])
     return _table([f"{ours} vs", *peers], rows)
@@ -164,6 +185,47 @@ def recycling_lines(res: dict[str, Any]) -> list[str]:
             "About 200-250 requests per life means --max-requests is honoured exactly; "
             "far more means the worker overshoots it.")  # fmt: skip
     return ["", "## Worker recycling (median of rounds)", "", *_table(header, rows), "", note]
+
+
+def soak_lines(res: dict[str, Any]) -> list[str]:
+    """RSS of the worker over the soak: after warm-up, at the end, max, fitted growth."""
+    by_server = res["summary"].get("soak", {})
+    rows = []
+    for name in res["servers"]:
+        m = by_server.get(name)
+        if not m:
+            continue
+        changes = m.get("worker_changes") or 0
+        rows.append(
+            [
+                name + (f" (worker replaced {changes:g}x)" if changes else ""),
+                _num(m.get("requests")),
+                _num(m.get("rps")),
+                str(m["errors"]),
+                _num(m.get("rss_start_kib")),
+                _num(m.get("rss_warm_kib")),
+                _num(m.get("rss_end_kib")),
+                _num(m.get("rss_max_kib")),
+                _num(m.get("rss_end_minus_warm_kib")),
+                _num(m.get("growth_kib_per_min"), 1),
+                _num(m.get("growth_pct_per_min"), 2),
+            ]
+        )
+    if not rows:
+        return []
+    st = res["settings"]
+    header = ["server", "requests", "req/s", "errors", "RSS before load", "RSS warm",
+              "RSS end", "RSS max", "end - warm", "growth KiB/min", "growth %/min"]  # fmt: skip
+    note = (
+        f"Fresh 1-worker server, {st.get('soak_duration_s', '?'):g}s of wrk "
+        f"-c{st['connections']} -t{st['threads']} with `lua/soak.lua` (per 20 requests: 8 GET /, "
+        "6 GET /json, 5 POST /echo 1 KiB, 1 GET /stream 100 KiB); the worker's VmRSS (KiB) "
+        f"sampled every {st.get('soak_interval_s', '?'):g}s. Warm = first sample at or after "
+        "10% of the run, end = last sample under load; growth = least-squares slope over the "
+        "samples from warm to end, % of the warm RSS. Goal (ours): growth <= "
+        f"{SOAK_GOAL_PCT_PER_MIN:g}%/min (a flat RSS). Measured once (first round)."
+    )
+    return ["", "## Soak: worker RSS under mixed load", "", *_table(header, rows), "", note]
 
 
 def noise_lines(res: dict[str, Any]) -> list[str]:
@@ -240,15 +302,17 @@ def markdown(res: dict[str, Any]) -> str:
     for ours in OURS:
         if ours not in res["servers"] or ours in res["skipped"]:
             continue
-        out += [
-            "",
-            f"## Ratios: {ours} vs each peer (>1 means {ours} is better; "
-            "for idle memory the ratio is peer/ours)",
-            "",
-            *ratio_table(res, ours),
-        ]
+        if len(ratios := ratio_table(res, ours)) > 2:  # more than the header lines
+            out += [
+                "",
+                f"## Ratios: {ours} vs each peer (>1 means {ours} is better; "
+                "for idle memory the ratio is peer/ours; the soak has no ratio)",
+                "",
+                *ratios,
+            ]
         out += ["", f"## Targets ({ours})", "", *target_table(res, ours)]
     out += recycling_lines(res)
+    out += soak_lines(res)
     out += ["", *noise_lines(res)]
     if res["skipped"]:
         out += ["", "## Skipped servers", ""]
@@ -275,7 +339,9 @@ def chart(res: dict[str, Any], path: Path) -> bool:
     if ours is None:
         return False
     peers = [s for s in res["servers"] if s not in OURS]
-    scenarios = list(res["scenarios"])
+    scenarios = [sc for sc in res["scenarios"] if sc not in NO_RATIO]
+    if not scenarios:
+        return False
     width = 0.8 / max(1, len(peers))
     fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(scenarios)), 4.8))
     for i, peer in enumerate(peers):

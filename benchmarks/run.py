@@ -23,6 +23,14 @@ PYTHON_ENV = "ASGI_BENCH_PYTHON"
 
 DEFAULT_SERVERS = ["ours", "uvicorn-worker", "gunicorn-asgi", "granian", "hypercorn", "raw"]
 QUICK_SERVERS = ["ours", "uvicorn-worker", "granian", "raw"]
+QUICK_OPT_IN = ["soak"]  # too long for --quick unless named in --scenarios
+
+
+def positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text}")
+    return value
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -30,7 +38,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     from benchmarks.servers import SERVERS
 
     p = argparse.ArgumentParser(description="asgi_worker benchmark harness")
-    p.add_argument("--quick", action="store_true", help="1 round, short runs, 4 servers (<2 min)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="1 round, short runs, 4 servers (<2 min); soak only if named in --scenarios",
+    )
     p.add_argument("--servers", nargs="+", choices=sorted(SERVERS), help="servers to run")
     p.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), help="scenarios to run")
     p.add_argument("--rounds", type=int, help="rounds (median is reported); default 3, quick 1")
@@ -38,6 +50,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, help="warm-up seconds; default 1")
     p.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
     p.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    p.add_argument(
+        "--soak-duration",
+        type=positive,
+        help="seconds of mixed load in the soak scenario (default 120, quick 20; whole seconds)",
+    )
+    p.add_argument(
+        "--soak-interval",
+        type=positive,
+        help="seconds between the soak's VmRSS samples (default 5, quick 2)",
+    )
     p.add_argument(
         "--quiet-wait",
         type=float,
@@ -108,10 +130,13 @@ def main() -> int:
         connections=args.connections,
         threads=args.threads,
         quiet_wait_s=args.quiet_wait if args.quiet_wait is not None else (0 if args.quick else 5),
+        soak_duration_s=args.soak_duration or (20.0 if args.quick else 120.0),
+        soak_interval_s=args.soak_interval or (2.0 if args.quick else 5.0),
     )
+    default_scenarios = [s for s in SCENARIOS if not (args.quick and s in QUICK_OPT_IN)]
     plan = Plan(
         servers=args.servers or (QUICK_SERVERS if args.quick else DEFAULT_SERVERS),
-        scenarios=args.scenarios or list(SCENARIOS),
+        scenarios=args.scenarios or default_scenarios,
         settings=settings,
         quick=args.quick,
         python=interp.given if interp else sys.executable,

@@ -16,7 +16,7 @@ from typing import Any
 from benchmarks import idle, servers
 from benchmarks.paths import LUA, REPO, VENV_PYTHON
 from benchmarks.servers import RunningServer, ServerOptions, ServerSpec
-from benchmarks.wrk import LOAD_CPU, WrkResult, run_wrk
+from benchmarks.wrk import LOAD_CPU, WrkResult, parse_wrk, run_wrk, wrk_command
 from benchmarks.wsclient import WINDOW_END, WINDOW_START
 
 Measurement = dict[str, Any]
@@ -33,6 +33,8 @@ class Settings:
     idle_connections: int = 1000
     quiet_wait_s: float = 5.0  # per measurement: wait up to this long for a quiet machine
     quiet_budget_s: float = 90.0  # total quiet waiting allowed in one run
+    soak_duration_s: float = 120.0  # length of the soak's mixed load
+    soak_interval_s: float = 5.0  # the soak samples the worker's VmRSS this often
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class Scenario:
     name: str
     title: str
     needs: str
-    kind: str  # "wrk" | "ws" | "idle"
+    kind: str  # "wrk" | "ws" | "idle" | "soak"
     unit: str = "req/s"
     path: str = "/"
     script: str | None = None
@@ -48,6 +50,7 @@ class Scenario:
     ws_size: int = 0
     fresh: ServerOptions | None = None  # start a dedicated server with these options
     logged: bool = False  # fresh server gets an access-log file
+    once: bool = False  # measured in the first round only (long runs)
 
 
 MAX_REQ = ServerOptions(workers=2, max_requests=200, max_requests_jitter=50)
@@ -80,6 +83,16 @@ SCENARIOS: dict[str, Scenario] = {
             "idle",
             unit="KiB/conn",
             fresh=ServerOptions(),
+        ),
+        Scenario(
+            "soak",
+            "soak, mixed load (RSS growth)",
+            servers.HTTP,
+            "soak",
+            unit="KiB/min",
+            script="soak.lua",
+            fresh=ServerOptions(),
+            once=True,
         ),
     )
 }
@@ -231,10 +244,134 @@ def measure_idle(server: RunningServer, sc: Scenario, st: Settings) -> Measureme
     }
 
 
+SOAK_WARMUP_FRACTION = 0.10  # samples before 10% of the run are warm-up
+SOAK_END_MARGIN_S = 1.0  # no sample closer than this to wrk's end: the load must still run
+SOAK_WRK_GRACE_S = 30.0  # wrk gets this long past -d before it is killed
+
+
+class WorkerRss:
+    """VmRSS of the server's worker; finds the worker again if the arbiter replaced it."""
+
+    def __init__(self, server: RunningServer) -> None:
+        self.server = server
+        self.pid = server.worker_pid()
+        self.has_master = self.pid != server.proc.pid
+        self.changes = 0
+
+    def _rss(self) -> int:
+        try:
+            return servers.rss_kib(self.pid)  # 0 for a zombie (no VmRSS line)
+        except OSError:
+            return 0
+
+    def read(self) -> int | None:
+        if (rss := self._rss()) > 0:
+            return rss
+        pid = self.server.worker_pid()
+        if pid == self.pid or (self.has_master and pid == self.server.proc.pid):
+            return None  # no (new) worker right now
+        self.pid, self.changes = pid, self.changes + 1
+        return self._rss() or None
+
+
+def least_squares_slope(points: list[tuple[float, float]]) -> float | None:
+    """Slope of the least-squares line through (x, y); None for fewer than 2 distinct x."""
+    n = len(points)
+    if n < 2:
+        return None
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    if sxx <= 0:
+        return None
+    return sum((x - mx) * (y - my) for x, y in points) / sxx
+
+
+def soak_stats(loaded: list[tuple[float, int]], duration_s: float) -> dict[str, Any]:
+    """From the samples taken under load: the RSS after warm-up (first sample at or after 10%
+    of the run), at the end, the max, and the growth rate fitted over the post-warm-up ones."""
+    warm_at = SOAK_WARMUP_FRACTION * duration_s
+    fit = [(t, rss) for t, rss in loaded if t >= warm_at]
+    if not fit:
+        return {}
+    warm, end = fit[0][1], fit[-1][1]
+    slope = least_squares_slope([(t, float(rss)) for t, rss in fit])  # KiB per second
+    growth = 60 * slope if slope is not None else None
+    return {
+        "rss_warm_kib": warm,
+        "rss_end_kib": end,
+        "rss_max_kib": max(rss for _, rss in loaded),
+        "rss_end_minus_warm_kib": end - warm,
+        "growth_kib_per_min": growth,
+        "growth_pct_per_min": 100 * growth / warm if growth is not None else None,
+        "fit_samples": len(fit),
+    }
+
+
+def measure_soak(server: RunningServer, sc: Scenario, st: Settings) -> Measurement:
+    """A long mixed-load wrk run on a fresh server, sampling the worker's VmRSS meanwhile."""
+    duration = float(max(1, round(st.soak_duration_s)))  # what wrk -d will run
+    interval = max(0.1, st.soak_interval_s)
+    conns = sc.connections or st.connections
+    script = LUA / sc.script if sc.script else None
+    cmd = wrk_command(_url(server, "/"), duration, conns, st.threads, script)
+    rss = WorkerRss(server)
+    boots_before = server.boots()
+    loaded: list[tuple[float, int]] = []
+    meter = CpuMeter(server)
+    rss_start = rss.read()  # before any request
+    started = time.monotonic()
+    deadline = started + duration + SOAK_WRK_GRACE_S
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        k = 1
+        while (due := k * interval) <= duration - SOAK_END_MARGIN_S and proc.poll() is None:
+            time.sleep(max(0.0, started + due - time.monotonic()))
+            if proc.poll() is not None:
+                break
+            if (value := rss.read()) is not None:
+                loaded.append((round(time.monotonic() - started, 2), value))
+            k += 1
+        out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    cpu, _, other = meter.stop()
+    rss_after = rss.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {err.strip() or out}")
+    result = parse_wrk(out)
+    samples = ([[0.0, rss_start]] if rss_start is not None else []) + [[t, v] for t, v in loaded]
+    stats = soak_stats(loaded, duration)
+    return {
+        "value": stats.get("growth_kib_per_min"),
+        "p50_ms": result.p50_ms,
+        "p99_ms": result.p99_ms,
+        "ops": result.requests,
+        "rps": result.rps,
+        "cpu_us_per_op": 1e6 * cpu / result.requests if result.requests else None,
+        "cpu_util": cpu / result.seconds if result.seconds else None,
+        "foreign_cpu": other,
+        "errors": result.errors,
+        "non_2xx": result.non_2xx,
+        "socket_errors": result.socket_errors,
+        "worker_boots": server.boots() - boots_before,
+        "worker_changes": rss.changes,
+        "soak_duration_s": duration,
+        "soak_interval_s": interval,
+        "rss_start_kib": rss_start,
+        **stats,
+        "rss_after_load_kib": rss_after,
+        "rss_samples": samples,  # [seconds since the load started, VmRSS KiB]; first: before it
+    }
+
+
 MEASURE: dict[str, Callable[[RunningServer, Scenario, Settings], Measurement]] = {
     "wrk": measure_wrk,
     "ws": measure_ws,
     "idle": measure_idle,
+    "soak": measure_soak,
 }
 
 
