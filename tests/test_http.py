@@ -309,6 +309,19 @@ def test_invalid_response_headers_give_500(server, case) -> None:  # type: ignor
     assert "Exception in ASGI application" in server.log()
 
 
+def test_host_checked_however_many_hosts_were_seen(server) -> None:  # type: ignore[no-untyped-def]
+    # Valid Host values are remembered (bounded); an invalid one is refused before and after
+    # the worker saw more distinct hosts than it keeps.
+    bad = b"GET / HTTP/1.1\r\nHost: a/b\r\nConnection: close\r\n\r\n"
+    assert status_of(exchange(server.port, bad)) == 400
+    with httpx.Client(base_url=server.url) as client:
+        for i in range(300):
+            assert client.get("/", headers={"Host": f"host-{i}.example:80"}).status_code == 200
+    assert status_of(exchange(server.port, bad)) == 400
+    assert status_of(exchange(server.port, b"GET / HTTP/1.1\r\nHost: " + b"a" * 300
+                              + b"\r\nConnection: close\r\n\r\n")) == 200
+
+
 def test_many_distinct_header_values(server) -> None:  # type: ignore[no-untyped-def]
     # More distinct values than the worker remembers encoded lines for: each is still sent.
     with httpx.Client(base_url=server.url) as client:

@@ -38,6 +38,8 @@ MAX_PROXY_HEADER = 16 + 4096
 # RFC 9112 section 3.2: Host is uri-host [":" port]; anything else is answered 400.
 _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[-A-Za-z0-9._~%!$&'()*+,;=]*)(?::[0-9]*)?").fullmatch
 
+# Host values already validated (see _check_host).
+_GOOD_HOSTS: set[bytes] = set()
 # Header names on_head validates; every other name costs one set lookup.
 _SPECIAL_HEADERS = frozenset({b"host", b"content-length", b"transfer-encoding", b"expect",
                               b"upgrade"})
@@ -230,8 +232,8 @@ class HTTPConnection(asyncio.Protocol):
             if name == b"host":
                 if host_seen:
                     raise RequestError("bad_host", "more than one Host header")
-                if _HOST(value) is None:
-                    raise RequestError("bad_host", f"Host {value[:64]!r}")
+                if value not in _GOOD_HOSTS:
+                    _check_host(value)
                 host_seen = True
             elif name == b"content-length":
                 # Above 2**64 - 1 llhttp refuses it and h11 (20 digits) would wait for it.
@@ -516,6 +518,16 @@ class HTTPConnection(asyncio.Protocol):
 
     def _peer(self) -> str:
         return self.client[0] if self.client else "unix"
+
+
+def _check_host(value: bytes) -> None:
+    """Validate a Host value not seen before; remember it (a server sees few distinct ones)."""
+    if _HOST(value) is None:
+        raise RequestError("bad_host", f"Host {value[:64]!r}")
+    if len(value) <= 255:  # a DNS name has at most 253 bytes: long values are not kept
+        if len(_GOOD_HOSTS) >= 256:
+            _GOOD_HOSTS.clear()
+        _GOOD_HOSTS.add(value)
 
 
 def _origin_path(raw_path: bytes, method: bytes) -> bytes:
