@@ -143,9 +143,12 @@ def measure_wrk(server: RunningServer, sc: Scenario, st: Settings) -> Measuremen
     result = _wrk(server, sc, st, st.duration_s)
     cpu, _, other = meter.stop()
     boots = server.boots() - boots_before
+    return {"worker_boots": boots, "value": result.rps, **_load_fields(result, cpu, other)}
+
+
+def _load_fields(result: Any, cpu: float, other: Any) -> dict[str, Any]:
+    """What every wrk-driven measurement records: latency, counts, CPU and errors."""
     return {
-        "worker_boots": boots,
-        "value": result.rps,
         "p50_ms": result.p50_ms,
         "p99_ms": result.p99_ms,
         "ops": result.requests,
@@ -346,16 +349,8 @@ def measure_soak(server: RunningServer, sc: Scenario, st: Settings) -> Measureme
     stats = soak_stats(loaded, duration)
     return {
         "value": stats.get("growth_kib_per_min"),
-        "p50_ms": result.p50_ms,
-        "p99_ms": result.p99_ms,
-        "ops": result.requests,
         "rps": result.rps,
-        "cpu_us_per_op": 1e6 * cpu / result.requests if result.requests else None,
-        "cpu_util": cpu / result.seconds if result.seconds else None,
-        "foreign_cpu": other,
-        "errors": result.errors,
-        "non_2xx": result.non_2xx,
-        "socket_errors": result.socket_errors,
+        **_load_fields(result, cpu, other),
         "worker_boots": server.boots() - boots_before,
         "worker_changes": rss.changes,
         "soak_duration_s": duration,
