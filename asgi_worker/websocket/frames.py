@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import codecs
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from websockets.frames import Frame, Opcode
@@ -103,6 +104,19 @@ def at_frame_boundary(protocol: Any) -> bool:
         inner = delegate
     return (inner.gi_code is _AT_EOF and not protocol.reader.buffer
             and protocol.current_size is None)
+
+
+def receive_simple_frames(protocol: Any, data: bytes, limit: int,
+                          enqueue: Callable[[Message, int], None]) -> bytes:
+    """Hand the whole small data frames at the start of ``data`` to ``enqueue`` while
+    websockets' parser waits at a frame boundary; return the bytes left for websockets."""
+    if not at_frame_boundary(protocol):
+        return data
+    pos = 0
+    while (got := read_simple_frame(data, pos, limit)) is not None:
+        message, size, pos = got
+        enqueue(message, size)
+    return data[pos:] if pos else data
 
 
 def read_simple_frame(data: bytes, pos: int, limit: int) -> tuple[Message, int, int] | None:

@@ -22,13 +22,7 @@ from websockets.protocol import OPEN as PROTOCOL_OPEN
 
 from ..http.cycle import ClientDisconnected
 from ..types import ASGIApp, Message
-from .frames import (
-    MessageAssembler,
-    at_frame_boundary,
-    fast_path_limit,
-    frame_header,
-    read_simple_frame,
-)
+from .frames import MessageAssembler, fast_path_limit, frame_header, receive_simple_frames
 from .handshake import (
     WebSocketProtocol,
     accept_head,
@@ -244,18 +238,12 @@ class WebSocketSession(asyncio.Protocol):
     def _receive(self, data: bytes) -> None:
         protocol = self.protocol
         limit = self.fast_limit
-        if (limit is not None and self.state == OPEN and protocol.state is PROTOCOL_OPEN
-                and at_frame_boundary(protocol)):
+        if limit is not None and self.state == OPEN and protocol.state is PROTOCOL_OPEN:
             # Whole, small data frames become messages here; websockets' parser (a generator
             # per frame) takes over from the first frame of any other kind.
-            pos = 0
-            while (got := read_simple_frame(data, pos, limit)) is not None:
-                message, size, pos = got
-                self._enqueue(message, size)
-            if pos == len(data):
+            data = receive_simple_frames(protocol, data, limit, self._enqueue)
+            if not data:
                 return
-            if pos:
-                data = data[pos:]
         protocol.receive_data(data)
         for event in protocol.events_received():
             frame = cast(Frame, event)  # the parser is past the handshake: frames only
