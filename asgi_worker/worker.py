@@ -61,8 +61,13 @@ class Worker(GunicornWorker):
         """Build settings and the loop, then let Gunicorn's base load the app and call run()."""
         # Until init_signals() puts the loop's handlers in place, the handlers inherited from
         # the arbiter would swallow a stop signal; remember it instead (acted on in _serve).
+        # One that came between the fork and here sits in the arbiter's queue, in this process.
+        inherited = signal.getsignal(signal.SIGTERM)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             signal.signal(sig, self._early_stop)
+        for queued in _queued_by_arbiter_handler(inherited):
+            if queued in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+                self._early_stop(queued, None)
         try:
             self.settings = settings_module.from_cfg(
                 self.cfg, parser=self.parser, max_requests=self._budget(), log=self.log)
@@ -236,6 +241,26 @@ class H11Worker(Worker):
     """The same worker with the pure-Python h11 parser."""
 
     parser = "h11"
+
+
+def _queued_by_arbiter_handler(handler: Any) -> list[int]:
+    """Signals that Gunicorn's arbiter handler, inherited over the fork, queued in this process
+    (its ``SIG_QUEUE``: a list on Gunicorn 23, a SimpleQueue later); none for another handler."""
+    pending = getattr(getattr(handler, "__self__", None), "SIG_QUEUE", None)
+    signals: list[int] = []
+    if isinstance(pending, list):
+        signals.extend(pending)
+        pending.clear()
+        return signals
+    get = getattr(pending, "get_nowait", None)
+    if get is None:
+        return signals
+    for _ in range(64):
+        try:
+            signals.append(get())
+        except Exception:  # queue.Empty
+            break
+    return signals
 
 
 def _protocol_factory(parser: str) -> Any:

@@ -185,6 +185,18 @@ def test_sigquit_is_a_fast_exit_and_runs_worker_int(start_server, worker_class, 
     assert f"worker_int {worker}" in hook_log.read_text()
 
 
+def test_sigterm_between_fork_and_worker_start_is_not_lost(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
+    # In the second after the fork the worker process still has the arbiter's handlers, which
+    # queue a SIGTERM in the arbiter's (copied) queue instead of acting on it.
+    srv = start_server("tests.apps.basic:app", "-c", "tests/apps/slow_post_fork_conf.py",
+                       "--graceful-timeout", "10", worker=worker_class, wait_ready=False)
+    srv.wait_for_log("Booting worker")
+    started = time.monotonic()
+    srv.signal(signal.SIGTERM)
+    srv.proc.wait(15)
+    assert time.monotonic() - started < 5
+
+
 def test_sigterm_while_workers_boot_is_not_lost(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
     srv = start_server("tests.apps.basic:app", "--graceful-timeout", "10", worker=worker_class,
                        workers=4, wait_ready=False)
