@@ -437,9 +437,8 @@ def _encode_header(header: Any) -> tuple[int, bytes, int]:
         name = bytes(name)
     if isinstance(value, (bytearray, memoryview)):
         value = bytes(value)
-    if not isinstance(name, bytes) or not _TOKEN(name):
-        raise RuntimeError(f"invalid response header {name!r}: {value!r}")
-    if not isinstance(value, bytes) or _BAD_VALUE(value):
+    if (not isinstance(name, bytes) or not _TOKEN(name) or not isinstance(value, bytes)
+            or _BAD_VALUE(value)):
         raise RuntimeError(f"invalid response header {name!r}: {value!r}")
     kind = _SPECIAL_NAMES.get(name.lower(), _ORDINARY)
     number = _parse_content_length(value) if kind == _CONTENT_LENGTH else 0
