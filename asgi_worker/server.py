@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import socket
 import ssl
 import sys
@@ -226,15 +227,16 @@ class Server:
         self.connections.discard(conn)
         if not self.accepting:
             self._resume_accepting()
-            self._check_drained()
+            self.check_drained()
 
     def task_done(self, task: asyncio.Task[Any]) -> None:
         """A request or WebSocket task ended (it was in :attr:`tasks`)."""
         self.tasks.discard(task)
-        if self._drained is not None:
-            self._check_drained()
+        if self.draining:
+            self.check_drained()
 
-    def _check_drained(self) -> None:
+    def check_drained(self) -> None:
+        """Wake the drain once no connection and no task is left."""
         drained = self._drained
         if drained is not None and not self.connections and not self.tasks and not drained.done():
             drained.set_result(None)
@@ -291,14 +293,6 @@ def task_starter(loop: asyncio.AbstractEventLoop) -> Callable[[Any], asyncio.Tas
     step (the response goes out before the first await that really waits), which saves the
     scheduling round trip and, for those, keeping the task at all.
     """
-    task = asyncio.Task
     if sys.version_info >= (3, 12):
-        def start(coro: Any) -> asyncio.Task[Any]:
-            return task(coro, loop=loop, name=TASK_NAME, eager_start=True)  # type: ignore[call-arg]
-
-        return start
-
-    def start_scheduled(coro: Any) -> asyncio.Task[Any]:
-        return task(coro, loop=loop, name=TASK_NAME)
-
-    return start_scheduled
+        return functools.partial(asyncio.Task, loop=loop, name=TASK_NAME, eager_start=True)
+    return functools.partial(asyncio.Task, loop=loop, name=TASK_NAME)

@@ -257,24 +257,28 @@ class HTTPConnection(asyncio.Protocol):
                 forwarded = True
         if not host_seen and http_version == "1.1":
             raise RequestError("missing_host")
-        if chunked and content_length >= 0:
-            raise RequestError("te_and_cl")
-        if chunked and http_version == "1.0":
-            # RFC 9112 section 6.1: the framing of such a message is faulty (h11 accepted it).
-            raise RequestError("bad_header", "Transfer-Encoding in an HTTP/1.0 request")
-        max_body = self.settings.max_body_size
-        if max_body and content_length > max_body:
-            raise RequestError("body_too_large", f"Content-Length {content_length}")
+        if chunked:
+            if content_length >= 0:
+                raise RequestError("te_and_cl")
+            if http_version == "1.0":
+                # RFC 9112 section 6.1: the framing of such a message is faulty (h11 accepted
+                # it).
+                raise RequestError("bad_header", "Transfer-Encoding in an HTTP/1.0 request")
+            has_body = True
+        else:
+            has_body = content_length > 0
+            if has_body and 0 < self.settings.max_body_size < content_length:
+                raise RequestError("body_too_large", f"Content-Length {content_length}")
         self.body_received = 0
         scope = self._build_scope(method, target, http_version, headers, forwarded)
         if upgrade:
             keep_alive = False
+            if (upgrade == b"websocket" and scope["method"] == "GET"
+                    and self.settings.ws_enabled and self._websocket_available()):
+                self.head_keep_alive = False
+                self.upgrade_scope = scope
+                return
         self.head_keep_alive = keep_alive
-        if (upgrade == b"websocket" and scope["method"] == "GET"
-                and self.settings.ws_enabled and self._websocket_available()):
-            self.upgrade_scope = scope
-            return
-        has_body = chunked or content_length > 0
         cycle = RequestCycle(self, scope, keep_alive and self.settings.keepalive > 0, expect_100,
                              has_body)
         if self.server.access_log_enabled:

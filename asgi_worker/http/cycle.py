@@ -34,6 +34,7 @@ _END = b"\r\n"
 _END_CLOSE = b"connection: close\r\n\r\n"
 _END_KEEP_ALIVE_10 = b"connection: keep-alive\r\n\r\n"
 _CHUNKED = b"transfer-encoding: chunked\r\n"
+_ERROR_HEADERS = ((b"content-type", b"text/plain; charset=utf-8"),)
 _NO_BODY_STATUS = frozenset({204, 304})
 # What _start_response does with a response header name: copy it, or read it first.
 _ORDINARY, _CONTENT_LENGTH, _CONNECTION, _TRANSFER_ENCODING, _DATE, _SERVER_NAME = range(6)
@@ -75,9 +76,8 @@ class RequestCycle:
     __slots__ = (
         "body", "bytes_sent", "chunked", "close_delimited", "complete", "conn",
         "content_length", "disconnected", "duration", "expect_100", "final_sent", "head",
-        "is_head", "keep_alive", "length_left", "more_body", "no_body", "pending",
-        "pending_size", "response_headers",
-        "scope", "start_time", "started", "status", "task", "waiter",
+        "keep_alive", "length_left", "more_body", "no_body", "pending", "pending_size",
+        "response_headers", "scope", "start_time", "started", "status", "task", "waiter",
     )
 
     def __init__(self, conn: HTTPConnection, scope: dict[str, Any], keep_alive: bool,
@@ -86,7 +86,6 @@ class RequestCycle:
         self.scope = scope
         self.keep_alive = keep_alive
         self.expect_100 = expect_100
-        self.is_head = scope["method"] == "HEAD"
         self.body = b""
         self.more_body = more_body
         self.final_sent = False
@@ -94,14 +93,8 @@ class RequestCycle:
         self.disconnected = False
         self.started = False
         self.complete = False
-        self.status = 0
-        self.response_headers: Any = ()
-        self.head = b""
-        self.content_length = -1
-        self.length_left = -1
-        self.chunked = False
-        self.close_delimited = False
-        self.no_body = False
+        # The response's framing (status, head, content_length, length_left, chunked,
+        # close_delimited, no_body, response_headers) is set when it starts: _start_response.
         self.bytes_sent = 0
         self.pending: list[bytes] | None = None
         self.pending_size = 0
@@ -131,9 +124,13 @@ class RequestCycle:
                                describe_request(self.scope))
                 self._abort_response()
         finally:
-            if self.task is not None:
-                conn.server.task_done(self.task)
-            self.task = None
+            task = self.task
+            if task is not None:
+                self.task = None
+                server = conn.server
+                server.tasks.discard(task)
+                if server.draining:
+                    server.check_drained()
 
     def feed_body(self, data: bytes) -> None:
         """A chunk of request body arrived from the parser."""
@@ -202,14 +199,7 @@ class RequestCycle:
             await self._wait_writable()
         kind = message["type"]
         if kind == "http.response.body" and self.started and not self.complete:
-            body = message.get("body", b"")
-            more_body = message.get("more_body", False)
-            if self.head:
-                self._write_first(body, more_body)
-            elif not self.no_body:
-                self._write_body(b"", body, more_body)
-            elif not more_body:
-                self._finish()
+            self._write(message.get("body", b""), message.get("more_body", False))
         elif kind == "http.response.start" and not self.started:
             self._start_response(message)
         elif not self.started:
@@ -265,51 +255,61 @@ class RequestCycle:
             lines.append(self.conn.server.date_header)
         if not has_server:
             lines.append(_SERVER)
-        head = b"".join(lines)
+        self.keep_alive = keep_alive
         self.started = True
         self.status = status
         self.response_headers = headers
-        self.keep_alive = keep_alive
+        self.head = b"".join(lines)
         self.content_length = -1 if chunked else content_length
+        self.length_left = -1
         self.chunked = chunked
-        self.no_body = self.is_head or status in _NO_BODY_STATUS
-        self.head = head
+        self.close_delimited = False
+        self.no_body = status in _NO_BODY_STATUS or self.scope["method"] == "HEAD"
 
-    def _write_first(self, body: bytes, more_body: bool) -> None:
-        """Write status line, headers and the first body bytes, in one write where possible."""
-        conn = self.conn
-        # Keep-alive ends for a draining worker, a connection being upgraded, and when the app
-        # answered before the client got its 100 Continue (it may never send the body we skip).
-        keep_alive = (self.keep_alive and not conn.server.draining and conn.upgrade_scope is None
-                      and not (self.expect_100 and self.more_body))
-        http_10 = self.scope["http_version"] == "1.0"
-        framing = b""
-        if self.no_body:
-            if self.content_length < 0 and body and not more_body and self.is_head:
+    def _write(self, body: bytes, more_body: bool) -> None:
+        """Write one body message; the first also completes and writes the response head.
+
+        A whole response (the app's usual two messages) leaves in one write.
+        """
+        head = self.head
+        if head:
+            self.head = b""
+            conn = self.conn
+            # Keep-alive ends for a draining worker, a connection being upgraded, and when the
+            # app answered before the client got its 100 Continue (it may never send the body
+            # we would skip).
+            keep_alive = (self.keep_alive and not conn.server.draining
+                          and conn.upgrade_scope is None
+                          and not (self.expect_100 and self.more_body))
+            http_10 = self.scope["http_version"] == "1.0"
+            framing = b""
+            if self.no_body:
+                if (self.content_length < 0 and body and not more_body
+                        and self.scope["method"] == "HEAD"):
+                    framing = b"content-length: %d\r\n" % len(body)
+            elif self.content_length >= 0:
+                self.length_left = self.content_length
+            elif not more_body and not self.chunked:
                 framing = b"content-length: %d\r\n" % len(body)
-        elif self.content_length >= 0:
-            self.length_left = self.content_length
-        elif not more_body and not self.chunked:
-            framing = b"content-length: %d\r\n" % len(body)
-            self.length_left = len(body)
-        elif http_10:
-            self.close_delimited = True
-            keep_alive = False
-        else:
-            self.chunked = True
-            framing = _CHUNKED
-        self.keep_alive = keep_alive
-        end = (_END_KEEP_ALIVE_10 if http_10 else _END) if keep_alive else _END_CLOSE
-        head = self.head + framing + end if framing else self.head + end
-        self.head = b""
-        if not self.no_body:
-            self._write_body(head, body, more_body)
+                self.length_left = len(body)
+            elif http_10:
+                self.close_delimited = True
+                keep_alive = False
+            else:
+                self.chunked = True
+                framing = _CHUNKED
+            self.keep_alive = keep_alive
+            end = (_END_KEEP_ALIVE_10 if http_10 else _END) if keep_alive else _END_CLOSE
+            head = head + framing + end if framing else head + end
+            if self.no_body:
+                conn.transport.write(head)  # type: ignore[union-attr]
+                if not more_body:
+                    self._finish()
+                return
+        elif self.no_body:
+            if not more_body:
+                self._finish()
             return
-        conn.transport.write(head)  # type: ignore[union-attr]
-        if not more_body:
-            self._finish()
-
-    def _write_body(self, head: bytes, body: bytes, more_body: bool) -> None:
         size = len(body)
         if self.length_left >= 0:
             if size > self.length_left:
@@ -402,12 +402,10 @@ class RequestCycle:
             self._abort_response()
 
     def _respond_500(self) -> None:
-        self.status = 500
-        self.started = True
         self.keep_alive = self.keep_alive and not self.more_body
-        self.head = b"".join((status_line(500), self.conn.server.date_header, _SERVER,
-                              b"content-type: text/plain; charset=utf-8\r\n"))
-        self._write_first(b"Internal Server Error\n", False)
+        self._start_response({"type": "http.response.start", "status": 500,
+                              "headers": _ERROR_HEADERS})
+        self._write(b"Internal Server Error\n", False)
 
     def _abort_response(self) -> None:
         """The response started but cannot complete: close so the client sees it is truncated."""
