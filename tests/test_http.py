@@ -79,6 +79,22 @@ def test_http10_keep_alive_is_honoured(server) -> None:  # type: ignore[no-untyp
             assert body == b"Hello, world!"
 
 
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+@pytest.mark.parametrize("connection", ["", "Connection: keep-alive\r\n",
+                                        "Proxy-Connection: keep-alive\r\n",
+                                        "connection: Keep-Alive, x\r\n", "Connection: close\r\n"])
+def test_scope_http_version_with_every_connection_header(server, version: str,  # type: ignore[no-untyped-def]
+                                                          connection: str) -> None:
+    # The httptools adapter infers HTTP/1.1 from keep-alive without a Connection header; a
+    # Connection (or Proxy-Connection, which llhttp reads the same) header must not fool it.
+    request = f"GET /scope HTTP/{version}\r\nHost: x\r\n{connection}\r\n".encode()
+    with connect(server.port) as sock:
+        sock.sendall(request)
+        status, _headers, body = read_response(sock)
+    assert status == 200
+    assert json.loads(body)["http_version"] == version
+
+
 def test_http10_streaming_response_is_close_delimited(server) -> None:  # type: ignore[no-untyped-def]
     data = exchange(server.port, b"GET /stream?3 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
     head, _, body = data.partition(b"\r\n\r\n")

@@ -42,7 +42,7 @@ _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[-A-Za-z0-9._~%!$&'()*+,;=]*)(?::[0-
 _GOOD_HOSTS: set[bytes] = set()
 # Header names on_head validates; every other name costs one set lookup.
 _SPECIAL_HEADERS = frozenset({b"host", b"content-length", b"transfer-encoding", b"expect",
-                              b"upgrade"})
+                              b"upgrade", b"connection", b"proxy-connection"})
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 
 
@@ -210,15 +210,17 @@ class HTTPConnection(asyncio.Protocol):
         if self.head_pending and not self.deadline:
             self.deadline = self.loop.time() + self.settings.header_timeout
 
-    def on_head(self, method: bytes, target: bytes, http_version: str,
+    def on_head(self, method: bytes, target: bytes, http_version: str | None,
                 headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None:
-        """A complete request head: validate it, build the scope, queue its cycle."""
+        """A complete request head: validate it, build the scope, queue its cycle.
+
+        ``http_version`` None: a keep-alive request without a Connection header is HTTP/1.1
+        (RFC 9112 section 9.3), else :meth:`parsed_http_version` tells.
+        """
         self.head_bytes = 0
         self.deadline = 0.0
         self.head_pending = False
-        if http_version != "1.1" and http_version != "1.0":
-            # llhttp accepts 0.9 and 2.0, h11 any digit.digit; 400 as llhttp answers 1.2.
-            raise RequestError("bad_version", f"HTTP/{http_version}")
+        connection = False
         expect_100 = False
         host_seen = False
         chunked = False
@@ -250,11 +252,21 @@ class HTTPConnection(asyncio.Protocol):
             elif name == b"expect":
                 if value.lower() != b"100-continue":
                     raise RequestError("expectation_failed", f"Expect: {value[:32]!r}")
-                expect_100 = http_version == "1.1"
+                expect_100 = True
             elif name == b"upgrade":
                 upgrade = value.lower()
+            elif name == b"connection" or name == b"proxy-connection":
+                connection = True
             else:
                 forwarded = True
+        if http_version is None:
+            http_version = ("1.1" if keep_alive and not connection
+                            else self.parsed_http_version())
+        if http_version != "1.1":
+            if http_version != "1.0":
+                # llhttp accepts 0.9 and 2.0, h11 any digit.digit; 400 as llhttp answers 1.2.
+                raise RequestError("bad_version", f"HTTP/{http_version}")
+            expect_100 = False  # no 100 Continue for HTTP/1.0 (RFC 9110 section 10.1.1)
         if not host_seen and http_version == "1.1":
             raise RequestError("missing_host")
         if chunked:
@@ -290,6 +302,10 @@ class HTTPConnection(asyncio.Protocol):
             self.pipeline.append(cycle)
             if len(self.pipeline) >= MAX_PIPELINE:
                 self.pause_reading()
+
+    def parsed_http_version(self) -> str:
+        """The request's HTTP version as the parser read it (see :meth:`on_head`)."""
+        raise NotImplementedError
 
     def on_body(self, data: bytes) -> None:
         cycle = self.parsing

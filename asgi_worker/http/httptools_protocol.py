@@ -113,8 +113,13 @@ class HttpToolsProtocol(HTTPConnection):
     def on_headers_complete(self) -> None:
         self.span = self.chunk_size  # what is left of this chunk is all the next head can have
         parser = self.parser
-        self.on_head(parser.get_method(), self.url, parser.get_http_version(), self.headers,
+        # The version is left to on_head: get_http_version() formats a string per call and a
+        # keep-alive request without a Connection header is HTTP/1.1 anyway.
+        self.on_head(parser.get_method(), self.url, None, self.headers,
                      parser.should_keep_alive())
+
+    def parsed_http_version(self) -> str:
+        return self.parser.get_http_version()  # type: ignore[no-any-return]
 
     on_message_complete = HTTPConnection.on_message_end
 
