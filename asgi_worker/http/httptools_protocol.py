@@ -119,7 +119,7 @@ class HttpToolsProtocol(HTTPConnection):
                      parser.should_keep_alive())
 
     def parsed_http_version(self) -> str:
-        return self.parser.get_http_version()  # type: ignore[no-any-return]
+        return self.parser.get_http_version()
 
     on_message_complete = HTTPConnection.on_message_end
 
