@@ -183,6 +183,7 @@ def record(state: State, rnd: int, sc: Scenario, server: RunningServer) -> None:
             f"r{rnd} {sc.name:<9} {name:<15} {max(1, round(st.soak_duration_s))}s of mixed load, "
             f"VmRSS every {st.soak_interval_s:g}s ..."
         )
+    steal, started = servers.machine_steal_seconds(), time.monotonic()
     try:
         result = measure(server, sc, st)
     except Exception as exc:  # a broken server must not stop the run
@@ -194,6 +195,8 @@ def record(state: State, rnd: int, sc: Scenario, server: RunningServer) -> None:
         return
     result["round"] = rnd
     result["quiet_wait_s"] = waited
+    elapsed = time.monotonic() - started
+    result["steal_cpu"] = (servers.machine_steal_seconds() - steal) / elapsed if elapsed else 0.0
     if server.opts.access_log is not None:
         result["access_log_bytes"] = access_log_bytes(server)
     if not server.alive:
@@ -296,6 +299,7 @@ def summarize(samples: dict[str, dict[str, list[Measurement]]]) -> dict[str, Any
                 "cpu_us_per_op": _median([r.get("cpu_us_per_op") for r in runs]),
                 "cpu_util": _median([r.get("cpu_util") for r in runs]),
                 "foreign_cpu": _median([r.get("foreign_cpu") for r in runs]),
+                "steal_cpu": _median([r.get("steal_cpu") for r in runs]),
                 "errors": sum(int(r.get("errors") or 0) for r in runs),
                 "worker_boots": _median([r.get("worker_boots") for r in runs]),
                 "requests": _median([r.get("ops") for r in runs]),

@@ -252,7 +252,32 @@ def noise_lines(res: dict[str, Any]) -> list[str]:
     waited = res.get("quiet_wait_total_s")
     if waited:
         line += f" The harness waited {waited:.0f}s in total for the machine to go quiet."
-    return [line]
+    return [line, *steal_lines(res)]
+
+
+def steal_lines(res: dict[str, Any]) -> list[str]:
+    """Steal time: CPU the hypervisor gave to other guests while this VM wanted it."""
+    steal = [
+        (float(m["steal_cpu"]), sc, name)
+        for sc, by_server in res["samples"].items()
+        for name, runs in by_server.items()
+        for m in runs
+        if isinstance(m.get("steal_cpu"), int | float)
+    ]
+    if not steal:
+        return []
+    values = sorted(v for v, _, _ in steal)
+    worst = max(steal)
+    line = (
+        f"Steal check: CPU time the hypervisor gave to other guests during measurements (% of "
+        f"one CPU, both CPUs summed): median {100 * values[len(values) // 2]:.1f}%, max "
+        f"{100 * worst[0]:.1f}% ({worst[2]}/{worst[1]})."
+    )
+    noisy = sum(v > NOISY for v in values)
+    if noisy:
+        line += (f" {noisy} of {len(values)} measurements above {100 * NOISY:.0f}%: their "
+                 "servers ran on a CPU shared with other guests; compare CPU per request.")
+    return ["", line]
 
 
 def python_lines(py: dict[str, Any] | None) -> list[str]:
