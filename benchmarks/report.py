@@ -273,10 +273,18 @@ def steal_lines(res: dict[str, Any]) -> list[str]:
         f"one CPU, both CPUs summed): median {100 * values[len(values) // 2]:.1f}%, max "
         f"{100 * worst[0]:.1f}% ({worst[2]}/{worst[1]})."
     )
+    repeats = sum(
+        int(m.get("steal_retries") or 0)
+        for by_server in res["samples"].values()
+        for runs in by_server.values()
+        for m in runs
+    )
+    if repeats:
+        line += f" {repeats} measurement(s) were taken again because of it."
     noisy = sum(v > NOISY for v in values)
     if noisy:
-        line += (f" {noisy} of {len(values)} measurements above {100 * NOISY:.0f}%: their "
-                 "servers ran on a CPU shared with other guests; compare CPU per request.")
+        line += (f" {noisy} of {len(values)} measurements stayed above {100 * NOISY:.0f}%: "
+                 "their servers ran on a CPU shared with other guests; compare CPU per request.")
     return ["", line]
 
 
