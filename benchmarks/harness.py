@@ -125,10 +125,12 @@ def get_persistent(state: State, spec: ServerSpec) -> RunningServer | None:
         state.failures.append({"server": spec.name, "error": "died", "log": server.log_tail()})
         server.stop()
         del state.running[spec.name]
-    state.restarts[spec.name] = state.restarts.get(spec.name, 0) + 1
-    if state.restarts[spec.name] > MAX_RESTARTS:
-        skip(state, spec.name, "too many restarts")
-        return None
+        # Only deaths count: every round starts each server afresh (more than 3 rounds
+        # used to skip every server from round 4 on).
+        state.restarts[spec.name] = state.restarts.get(spec.name, 0) + 1
+        if state.restarts[spec.name] > MAX_RESTARTS:
+            skip(state, spec.name, "too many restarts")
+            return None
     try:
         state.running[spec.name] = servers.start(spec)
     except StartError as exc:
