@@ -297,20 +297,24 @@ def _environ_var(name: str) -> Getter:
     return getter
 
 
-def _clf_time() -> Callable[[Any], str]:
-    """A function of a line or an AccessInfo: the request's end time, in gunicorn's format."""
+def _clf_text(second: int) -> str:
+    """A second in gunicorn's ``%(t)s`` format."""
+    return time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(second))
+
+
+def _clf_time() -> Getter:
+    """The request's end time, in gunicorn's format (strftime runs once per second)."""
     # gunicorn stamps a line with the time it is written; start + duration is
-    # that moment without a clock call. strftime runs once per second.
+    # that moment without a clock call.
     cached_second = -1
     cached_text = ""
 
-    def getter(line: Any) -> str:
+    def getter(line: _Line) -> str:
         nonlocal cached_second, cached_text
-        info = line.info if isinstance(line, _Line) else line
+        info = line.info
         second = int(info.start_time + info.duration)
         if second != cached_second:
-            cached_text = time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(second))
-            cached_second = second
+            cached_second, cached_text = second, _clf_text(second)
         return cached_text
 
     return getter
@@ -407,29 +411,38 @@ def _default_formatter() -> Callable[[AccessInfo], str]:
     the line would cost a good part of a small request. Same output as the
     generic path (the unit tests compare both with gunicorn's own).
     """
-    clf_time = _clf_time()
-    # Request lines and header values repeat (the same routes, the same browsers): their
-    # escaped text is kept in small caches.
+    clf_second = -1
+    clf_text = ""
+    # Request lines, header values and client addresses repeat (the same routes, browsers and
+    # proxies): their escaped text is kept in small caches.
     lines = _EscapeCache(lambda key: _request_parts_text(*key))
     values = _EscapeCache(escape_bytes)
+    hosts = _EscapeCache(lambda host: escape_text(str(host)))
+    logged = frozenset((_REFERER, _USER_AGENT, _AUTHORIZATION))
 
     def format_line(info: AccessInfo) -> str:
+        nonlocal clf_second, clf_text
         scope = info.scope
         referer = agent = auth = None
         for name, value in scope.get("headers", ()):
+            if name not in logged:
+                continue
             if name == _REFERER:
                 referer = value if referer is None else referer + b"," + value
             elif name == _USER_AGENT:
                 agent = value if agent is None else agent + b"," + value
-            elif name == _AUTHORIZATION:
+            else:
                 auth = value if auth is None else auth + b"," + value
         client = scope.get("client")
         user = _basic_auth_user(auth) if auth is not None else None
         request_line = lines[scope["method"], scope["raw_path"], scope["query_string"],
                              scope["http_version"]]
+        second = int(info.start_time + info.duration)
+        if second != clf_second:
+            clf_second, clf_text = second, _clf_text(second)
         return (
-            f"{escape_text(str(client[0])) if client else '-'} - "
-            f"{escape_text(user) if user else '-'} {clf_time(info)} "
+            f"{hosts[client[0]] if client else '-'} - "
+            f"{escape_text(user) if user else '-'} {clf_text} "
             f'"{request_line}" {info.status} {info.bytes_sent} '
             f'"{"-" if referer is None else values[referer]}" '
             f'"{"-" if agent is None else values[agent]}"'

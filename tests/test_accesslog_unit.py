@@ -301,6 +301,26 @@ def test_headers_are_escaped_in_every_atom() -> None:
     assert line.isprintable()
 
 
+def test_default_format_escapes_like_the_generic_path() -> None:
+    # The default format has a formatter of its own, with caches for the client, the request
+    # line and header values: a hostile value must come out as the generic path writes it.
+    evil = b'x"\x1b]0;title\x07\n'
+    scope = make_scope(
+        raw_path=b'/a"\x1b',
+        headers=[(b"user-agent", evil), (b"referer", evil),
+                 (b"authorization", b"Basic Chs6eA==")],
+        client=('\x1bhost"', 1),
+    )
+    info = Info(scope)
+    default = compile_access_format(DEFAULT_FORMAT)
+    generic = compile_access_format(DEFAULT_FORMAT + " ")  # not the same string: generic path
+    for _ in range(2):  # the second line comes out of the caches
+        line = default(info)
+        assert line == generic(info)[:-1]
+        assert line.startswith('\\x1bhost\\" - \\x0a\\x1b [')
+        assert line.isprintable()
+
+
 def test_escape_helpers() -> None:
     assert escape_bytes(b"plain text / ok") == "plain text / ok"
     assert escape_bytes(b'a"b') == 'a\\"b'
