@@ -228,27 +228,34 @@ def soak_lines(res: dict[str, Any]) -> list[str]:
     return ["", "## Soak: worker RSS under mixed load", "", *_table(header, rows), "", note]
 
 
-def noise_lines(res: dict[str, Any]) -> list[str]:
-    """CPU used by other processes on the machine (not the server, not our clients)."""
-    other = [
-        (float(m["foreign_cpu"]), sc, name)
+def _per_sample(res: dict[str, Any], key: str) -> list[tuple[float, str, str]]:
+    """(value of ``key``, scenario, server) for every sample that recorded it."""
+    return [
+        (float(m[key]), sc, name)
         for sc, by_server in res["samples"].items()
         for name, runs in by_server.items()
         for m in runs
-        if isinstance(m.get("foreign_cpu"), int | float)
+        if isinstance(m.get(key), int | float)
     ]
+
+
+def _median_and_worst(found: list[tuple[float, str, str]], digits: int) -> str:
+    values = sorted(v for v, _, _ in found)
+    worst = max(found)
+    return (f"median {100 * values[len(values) // 2]:.{digits}f}%, "
+            f"max {100 * worst[0]:.{digits}f}% ({worst[2]}/{worst[1]}).")
+
+
+def noise_lines(res: dict[str, Any]) -> list[str]:
+    """CPU used by other processes on the machine (not the server, not our clients)."""
+    other = _per_sample(res, "foreign_cpu")
     if not other:
         return []
-    values = sorted(v for v, _, _ in other)
-    worst = max(other)
-    line = (
-        f"Noise check: CPU used by other processes during measurements (% of one CPU): "
-        f"median {100 * values[len(values) // 2]:.0f}%, "
-        f"max {100 * worst[0]:.0f}% ({worst[2]}/{worst[1]})."
-    )
-    noisy = sum(v > NOISY for v in values)
+    line = ("Noise check: CPU used by other processes during measurements (% of one CPU): "
+            + _median_and_worst(other, 0))
+    noisy = sum(v > NOISY for v, _, _ in other)
     if noisy:
-        line += f" {noisy} of {len(values)} measurements above {100 * NOISY:.0f}%: treat with care."
+        line += f" {noisy} of {len(other)} measurements above {100 * NOISY:.0f}%: treat with care."
     waited = res.get("quiet_wait_total_s")
     if waited:
         line += f" The harness waited {waited:.0f}s in total for the machine to go quiet."
@@ -257,33 +264,17 @@ def noise_lines(res: dict[str, Any]) -> list[str]:
 
 def steal_lines(res: dict[str, Any]) -> list[str]:
     """Steal time: CPU the hypervisor gave to other guests while this VM wanted it."""
-    steal = [
-        (float(m["steal_cpu"]), sc, name)
-        for sc, by_server in res["samples"].items()
-        for name, runs in by_server.items()
-        for m in runs
-        if isinstance(m.get("steal_cpu"), int | float)
-    ]
+    steal = _per_sample(res, "steal_cpu")
     if not steal:
         return []
-    values = sorted(v for v, _, _ in steal)
-    worst = max(steal)
-    line = (
-        f"Steal check: CPU time the hypervisor gave to other guests during measurements (% of "
-        f"one CPU, both CPUs summed): median {100 * values[len(values) // 2]:.1f}%, max "
-        f"{100 * worst[0]:.1f}% ({worst[2]}/{worst[1]})."
-    )
-    repeats = sum(
-        int(m.get("steal_retries") or 0)
-        for by_server in res["samples"].values()
-        for runs in by_server.values()
-        for m in runs
-    )
+    line = ("Steal check: CPU time the hypervisor gave to other guests during measurements (% "
+            "of one CPU, both CPUs summed): " + _median_and_worst(steal, 1))
+    repeats = sum(int(v) for v, _, _ in _per_sample(res, "steal_retries"))
     if repeats:
         line += f" {repeats} measurement(s) were taken again because of it."
-    noisy = sum(v > NOISY for v in values)
+    noisy = sum(v > NOISY for v, _, _ in steal)
     if noisy:
-        line += (f" {noisy} of {len(values)} measurements stayed above {100 * NOISY:.0f}%: "
+        line += (f" {noisy} of {len(steal)} measurements stayed above {100 * NOISY:.0f}%: "
                  "their servers ran on a CPU shared with other guests; compare CPU per request.")
     return ["", line]
 
