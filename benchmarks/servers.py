@@ -220,17 +220,21 @@ def cpu_ticks(pid: int, include_children: bool) -> int:
     return ticks
 
 
+def _all_cpus_ticks() -> list[int]:
+    """The tick counters of the "cpu" line of /proc/stat (all CPUs summed)."""
+    return [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+
+
 def machine_task_seconds() -> float:
     """user+nice+system time of all CPUs from /proc/stat (irq/softirq/steal excluded)."""
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()
-    return sum(int(x) for x in fields[1:4]) / CLK_TCK
+    return sum(_all_cpus_ticks()[:3]) / CLK_TCK
 
 
 def machine_steal_seconds() -> float:
     """Steal time of all CPUs from /proc/stat: the VM wanted a CPU and the hypervisor ran
     something else (other guests). Invisible to the per-process noise check."""
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()
-    return int(fields[8]) / CLK_TCK if len(fields) > 8 else 0.0
+    ticks = _all_cpus_ticks()
+    return ticks[7] / CLK_TCK if len(ticks) > 7 else 0.0
 
 
 @dataclass
