@@ -233,16 +233,18 @@ def _request_parts_text(method: str, path: bytes, query: bytes, version: str) ->
 
 class _EscapeCache(dict[Any, str]):
     """Escaped log text by key, made on a miss; emptied when full, so a flood of unique
-    values cannot grow it. A hit is a plain dict lookup."""
+    values cannot grow it, and only short texts are kept. A hit is a plain dict lookup."""
 
     def __init__(self, make: Callable[[Any], str]) -> None:
         super().__init__()
         self.make = make
 
     def __missing__(self, key: Any) -> str:
-        if len(self) >= _CACHE_SIZE:
-            self.clear()
-        text = self[key] = self.make(key)
+        text = self.make(key)
+        if len(text) <= _CACHED_TEXT_MAX:
+            if len(self) >= _CACHE_SIZE:
+                self.clear()
+            self[key] = text
         return text
 
 
@@ -368,6 +370,10 @@ def _brace_atom(key: str) -> tuple[Getter, bytes | None]:
 
 
 _CACHE_SIZE = 1024
+#: Longer texts are not cached: a cache of long header values would hold megabytes.
+_CACHED_TEXT_MAX = 512
+#: Seconds the default format's line cache stays off after a second it did not pay.
+LINE_CACHE_RETRY = 10
 
 #: Gunicorn's default ``access_log_format``: it gets a formatter written out by hand.
 DEFAULT_FORMAT: Final = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
@@ -413,18 +419,26 @@ def _default_formatter() -> Callable[[AccessInfo], str]:
     """
     clf_second = -1
     clf_text = ""
-    # Request lines, header values and client addresses repeat (the same routes, browsers and
-    # proxies): their escaped text is kept in small caches.
+    # A busy worker often writes the same line many times a second (one route, status and
+    # size, from one proxy or client): whole lines are kept by everything they show but the
+    # time, for a second. Kept only while that pays: a second in which fewer lines were
+    # repeated than made switches it off for LINE_CACHE_RETRY seconds.
+    made: dict[tuple[object, ...], str] = {}
+    repeated = 0
+    caching = True
+    retry_at = 0
+    # Request lines, header values and client addresses repeat for longer: their escaped text
+    # is kept too. All bounded.
     lines = _EscapeCache(lambda key: _request_parts_text(*key))
     values = _EscapeCache(escape_bytes)
     hosts = _EscapeCache(lambda host: escape_text(str(host)))
     logged = frozenset((_REFERER, _USER_AGENT, _AUTHORIZATION))
 
     def format_line(info: AccessInfo) -> str:
-        nonlocal clf_second, clf_text
+        nonlocal clf_second, clf_text, repeated, caching, retry_at
         scope = info.scope
         referer = agent = auth = None
-        for name, value in scope.get("headers", ()):
+        for name, value in scope["headers"]:
             if name not in logged:
                 continue
             if name == _REFERER:
@@ -433,20 +447,41 @@ def _default_formatter() -> Callable[[AccessInfo], str]:
                 agent = value if agent is None else agent + b"," + value
             else:
                 auth = value if auth is None else auth + b"," + value
-        client = scope.get("client")
-        user = _basic_auth_user(auth) if auth is not None else None
-        request_line = lines[scope["method"], scope["raw_path"], scope["query_string"],
-                             scope["http_version"]]
         second = int(info.start_time + info.duration)
         if second != clf_second:
             clf_second, clf_text = second, _clf_text(second)
-        return (
-            f"{hosts[client[0]] if client else '-'} - "
+            if made and repeated < len(made):
+                caching = False
+                retry_at = second + LINE_CACHE_RETRY
+            elif not caching and second >= retry_at:
+                caching = True
+            made.clear()
+            repeated = 0
+        client = scope["client"]
+        host = client[0] if client else None
+        status = info.status
+        sent = info.bytes_sent
+        key = None
+        if caching:
+            key = (host, scope["method"], scope["raw_path"], scope["query_string"],
+                   scope["http_version"], status, sent, referer, agent, auth)
+            line = made.get(key)
+            if line is not None:
+                repeated += 1
+                return line
+        user = _basic_auth_user(auth) if auth is not None else None
+        request_line = lines[scope["method"], scope["raw_path"], scope["query_string"],
+                             scope["http_version"]]
+        line = (
+            f"{'-' if host is None else hosts[host]} - "
             f"{escape_text(user) if user else '-'} {clf_text} "
-            f'"{request_line}" {info.status} {info.bytes_sent} '
+            f'"{request_line}" {status} {sent} '
             f'"{"-" if referer is None else values[referer]}" '
             f'"{"-" if agent is None else values[agent]}"'
         )
+        if key is not None and len(line) <= _CACHED_TEXT_MAX and len(made) < _CACHE_SIZE:
+            made[key] = line
+        return line
 
     return format_line
 

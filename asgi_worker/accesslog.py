@@ -53,7 +53,7 @@ class AccessLogger:
     never raised.
     """
 
-    __slots__ = ("_direct", "_format", "_log", "_reported", "active", "fast")
+    __slots__ = ("_batch", "_format", "_log", "_reported", "active", "fast", "record")
 
     def __init__(self, log: GunicornLog, fmt: str, enabled: bool, fast: bool) -> None:
         self._log = log
@@ -63,34 +63,49 @@ class AccessLogger:
         # Only the fast path uses the format here; a custom logger may define
         # atoms of its own, which would make a check here refuse its format.
         self._format = compile_access_format(fmt) if fast and enabled else None
-        self._direct = _BatchedHandler.for_logger(log.access_log) if self._format else None
+        self._batch = _BatchedHandler.for_logger(log.access_log) if self._format else None
         self._reported = False
+        #: ``record(info, request=None, environ=None)``: log ``info``; ``request`` and
+        #: ``environ`` reuse objects already built for hooks. The common case is called
+        #: straight, without a dispatch per line.
+        self.record = self._record_batched if self._batch is not None else self._record
 
-    def record(
+    def _record(
         self,
         info: AccessInfo,
         request: HookRequest | None = None,
         environ: dict[str, Any] | None = None,
     ) -> None:
-        """Log ``info``; ``request``/``environ`` reuse objects already built for hooks."""
         if not self.active:
             return
         try:
             if self._format is not None:
-                if self._direct is not None:
-                    self._direct.add(self._format(info))
-                else:
-                    self._log.access_log.info(self._format(info))
+                self._log.access_log.info(self._format(info))
             elif not self.fast:
                 self._call_access(info, request, environ)
         except Exception:
             self._report()
 
+    def _record_batched(
+        self,
+        info: AccessInfo,
+        request: HookRequest | None = None,
+        environ: dict[str, Any] | None = None,
+    ) -> None:
+        try:
+            line = self._format(info)  # type: ignore[misc]  # set when batching
+            lines = self._batch.lines  # type: ignore[union-attr]
+            if not lines:
+                asyncio.get_running_loop().call_later(FLUSH_DELAY, self.flush)
+            lines.append(line)
+        except Exception:
+            self._report()
+
     def flush(self) -> None:
-        """Write lines still batched (the worker calls this before it exits)."""
-        if self._direct is not None:
+        """Write the lines batched so far (also called by the worker before it exits)."""
+        if self._batch is not None:
             try:
-                self._direct.flush()
+                self._batch.flush()
             except Exception:
                 self._report()
 
@@ -131,12 +146,12 @@ class _BatchedHandler:
     Any other set-up (filters, logconfig, syslog) keeps the ``logging`` path.
     """
 
-    __slots__ = ("_handler", "_lines", "_scheduled")
+    __slots__ = ("_handler", "lines")
 
     def __init__(self, handler: logging.StreamHandler[Any]) -> None:
         self._handler = handler
-        self._lines: list[str] = []
-        self._scheduled = False
+        #: Lines not written yet; whoever adds the first one schedules :meth:`flush`.
+        self.lines: list[str] = []
 
     @classmethod
     def for_logger(cls, logger: logging.Logger) -> _BatchedHandler | None:
@@ -151,24 +166,18 @@ class _BatchedHandler:
             return None
         return cls(handler)
 
-    def add(self, line: str) -> None:
-        self._lines.append(line)
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_later(FLUSH_DELAY, self.flush)
-
     def flush(self) -> None:
-        self._scheduled = False
-        if not self._lines:
+        lines = self.lines
+        if not lines:
             return
-        lines = self._lines
-        self._lines = []
         handler = self._handler
         terminator = handler.terminator
+        text = terminator.join(lines) + terminator
+        lines.clear()
         handler.acquire()
         try:
             stream = handler.stream
-            stream.write(terminator.join(lines) + terminator)
+            stream.write(text)
             stream.flush()
         finally:
             handler.release()

@@ -321,6 +321,67 @@ def test_default_format_escapes_like_the_generic_path() -> None:
         assert line.isprintable()
 
 
+def test_default_format_line_cache_tells_every_field_apart() -> None:
+    # The default formatter keeps whole lines for a second, by everything the line shows but
+    # the time: a request that differs from a cached one in any single field (or a second
+    # later) must get its own line, as the generic path writes it.
+    now = 1_700_000_000.25
+    base = {"method": "GET", "raw_path": b"/a", "query": b"q=1", "http_version": "1.1",
+            "client": ("10.0.0.1", 1),
+            "headers": [(b"user-agent", b"ua"), (b"referer", b"r"),
+                        (b"authorization", b"Basic " + base64.b64encode(b"ann:pw"))]}
+    changes: list[tuple[dict[str, Any], dict[str, Any]]] = [
+        ({}, {}),
+        ({"method": "POST"}, {}),
+        ({"raw_path": b"/b"}, {}),
+        ({"query": b"q=2"}, {}),
+        ({"query": b""}, {}),
+        ({"http_version": "1.0"}, {}),
+        ({"client": ("10.0.0.2", 1)}, {}),
+        ({"client": None}, {}),
+        ({"headers": [(b"user-agent", b"ub"), *base["headers"][1:]]}, {}),
+        ({"headers": [*base["headers"][:1], (b"referer", b"s"), *base["headers"][2:]]}, {}),
+        ({"headers": [*base["headers"][:2],
+                      (b"authorization", b"Basic " + base64.b64encode(b"bob:pw"))]}, {}),
+        ({"headers": [*base["headers"], (b"user-agent", b"again")]}, {}),
+        ({"headers": []}, {}),
+        ({}, {"status": 404}),
+        ({}, {"bytes_sent": 99}),
+        ({}, {"start_time": now + 1}),
+        ({}, {"start_time": now + 61}),
+    ]
+    default = compile_access_format(DEFAULT_FORMAT)
+    generic = compile_access_format(DEFAULT_FORMAT + " ")  # not the same string: generic path
+    def info_for(scope_change: dict[str, Any], info_change: dict[str, Any]) -> Info:
+        fields = {**base, **scope_change}
+        scope = make_scope(raw_path=fields.pop("raw_path"), query=fields.pop("query"), **fields)
+        return Info(scope, **{"bytes_sent": 12, "start_time": now, **info_change})
+
+    seen: set[str] = set()
+    for scope_change, info_change in changes:
+        info = info_for(scope_change, info_change)
+        for _ in range(2):  # the second line comes out of the cache
+            assert default(info) == generic(info)[:-1], (scope_change, info_change)
+        seen.add(default(info))
+    assert len(seen) == len(changes)  # every change shows in the line
+    # And back to the first request: its line for the second it is now in.
+    info = info_for({}, {})
+    assert default(info) == generic(info)[:-1]
+
+
+def test_default_format_keeps_logging_when_lines_never_repeat() -> None:
+    # Lines that never repeat switch the line cache off for a while and on again: the output
+    # is the same either way, and long lines are never kept.
+    default = compile_access_format(DEFAULT_FORMAT)
+    generic = compile_access_format(DEFAULT_FORMAT + " ")
+    start = 1_700_000_000.5
+    for second in range(14):
+        for number in range(3):
+            size = number if second in (5, 12) else second * 10 + number
+            info = Info(make_scope(raw_path=b"/" + b"x" * (number * 400)), bytes_sent=size,
+                        start_time=start + second)
+            assert default(info) == generic(info)[:-1]
+
 def test_escape_helpers() -> None:
     assert escape_bytes(b"plain text / ok") == "plain text / ok"
     assert escape_bytes(b'a"b') == 'a\\"b'
