@@ -59,6 +59,20 @@ def _log_cost(s: Summary, ours: str) -> float | None:
     return 100 * (1 - logged / plain) if logged and plain else None
 
 
+def _p99_vs_best_peer(scenario: str) -> Callable[..., float | None]:
+    """The best (lowest) peer p99 over ours: >= 1 means no peer had a better p99."""
+
+    def compute(s: Summary, ours: str) -> float | None:
+        by_server = s.get(scenario, {})
+        mine = by_server.get(ours, {}).get("p99_ms")
+        peers = [m.get("p99_ms") for name, m in by_server.items()
+                 if name not in OURS and name != "raw"]  # fmt: skip
+        best = min((p for p in peers if isinstance(p, int | float)), default=None)
+        return best / mine if best and isinstance(mine, int | float) and mine > 0 else None
+
+    return compute
+
+
 def _idle(s: Summary, ours: str) -> float | None:
     return value(s, "idle", ours)
 
@@ -74,6 +88,8 @@ TARGETS = [
     Target("hello @64 vs granian", _r("hello", "granian"), ">=", 1.3),
     Target("JSON @64 vs uvicorn-worker", _r("json", "uvicorn-worker"), ">=", 1.5),
     Target("JSON @64 vs granian", _r("json", "granian"), ">=", 1.3),
+    Target("hello @64 p99: best peer's / ours", _p99_vs_best_peer("hello"), ">=", 1.0),
+    Target("JSON @64 p99: best peer's / ours", _p99_vs_best_peer("json"), ">=", 1.0),
     Target("1-conn vs uvicorn-worker", _r("latency1", "uvicorn-worker"), ">=", 1.1),
     Target(
         "access log on vs uvicorn-worker (log on)", _r("accesslog", "uvicorn-worker"), ">=", 1.8
