@@ -182,6 +182,22 @@ def test_tls_serves_https(start_server, worker_class, certificate) -> None:  # t
     assert status_of(exchange(srv.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", timeout=3)) == 0
 
 
+def test_tls_large_and_small_responses(start_server, worker_class, certificate) -> None:  # type: ignore[no-untyped-def]
+    # Large whole responses are written as head and body side by side (a vectored write):
+    # through TLS too, each must arrive whole, on one kept-alive connection.
+    cert, key = certificate
+    srv = start_server("tests.apps.basic:app", "--certfile", str(cert), "--keyfile", str(key),
+                       worker=worker_class)
+    payloads = [b"x" * (1024 * 1024), b"small", bytes(range(256)) * 40]
+    with httpx.Client(base_url=f"https://127.0.0.1:{srv.port}", verify=False,
+                      timeout=30) as client:
+        for payload in payloads:
+            response = client.post("/echo", content=payload)
+            assert response.status_code == 200
+            assert response.content == payload
+        assert client.get("/").text == "Hello, world!"
+
+
 def test_tls_that_cannot_be_set_up_stops_the_worker(start_server, worker_class,  # type: ignore[no-untyped-def]
                                                     tmp_path: Path) -> None:
     bad = tmp_path / "not-a-cert.pem"

@@ -56,6 +56,29 @@ def test_pipelined_requests_are_answered_in_order(server) -> None:  # type: igno
     assert bodies == [b"slept 0.3", b"chunk0;chunk1;", b"hello", b"Hello, world!"]
 
 
+def test_large_whole_responses_keep_their_order_and_framing(server) -> None:  # type: ignore[no-untyped-def]
+    # A whole response above 4 KiB leaves as its head and its body side by side (one vectored
+    # write): pipelined between small ones, every response must arrive whole and in order,
+    # with the app's own Content-Length (too_long cuts at it) or the one the worker adds.
+    large, larger = b"a" * 5000, b"b" * (300 * 1024)
+    request = (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+               b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+               b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+               b"HEAD /echo HTTP/1.1\r\nHost: x\r\n\r\n"
+               b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+               ) % (len(large), large, len(larger), larger)
+    with connect(server.port, timeout=10) as sock:
+        sock.sendall(request)
+        answers = [read_response(sock, timeout=10) for _ in range(3)]
+        head = read_until_close(sock, timeout=10)
+    assert [(status, body) for status, _, body in answers] == [
+        (200, large), (200, b"Hello, world!"), (200, larger)]
+    assert [headers["content-length"] for _, headers, _ in answers] == [
+        "5000", "13", str(300 * 1024)]
+    assert head.startswith(b"HTTP/1.1 200 ") and head.endswith(b"Hello, world!")
+    assert head.count(b"HTTP/1.1 200 ") == 2  # HEAD's answer (no body), then the last GET
+
+
 def test_connection_close_is_honoured(server) -> None:  # type: ignore[no-untyped-def]
     data = exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert data.count(b"HTTP/1.1 200") == 1

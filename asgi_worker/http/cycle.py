@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 # Buffered request body above which reading from the socket pauses until the app receives.
 HIGH_WATER = 64 * 1024
+# A body larger than this is written beside its head rather than copied onto it.
+_COPY_MAX = 4096
 
 _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+").fullmatch
 _BAD_VALUE = re.compile(rb"[\x00\r\n]").search
@@ -317,6 +319,12 @@ class RequestCycle:
             self.length_left -= size
             if not more_body and self.length_left:
                 self._short()
+            if size > _COPY_MAX and head and not more_body and not self.pending:
+                # A whole large response: head and body in one vectored write, no copy.
+                self.bytes_sent += size
+                self.conn.transport.writelines((head, body))  # type: ignore[union-attr]
+                self._finish()
+                return
             data = head + body if head else body
         elif self.chunked:
             data = b"%s%x\r\n%s\r\n" % (head, size, body) if size else head
