@@ -479,7 +479,9 @@ def _default_formatter() -> Callable[[AccessInfo], str]:
             f'"{"-" if referer is None else values[referer]}" '
             f'"{"-" if agent is None else values[agent]}"'
         )
-        if key is not None and len(line) <= _CACHED_TEXT_MAX and len(made) < _CACHE_SIZE:
+        # The key holds what the line shows, and the Authorization value, which it does not.
+        if (key is not None and len(line) <= _CACHED_TEXT_MAX and len(made) < _CACHE_SIZE
+                and (auth is None or len(auth) <= _CACHED_TEXT_MAX)):
             made[key] = line
         return line
 
