@@ -424,7 +424,7 @@ def _default_formatter() -> Callable[[AccessInfo], str]:
     # time, for a second. Kept only while that pays: a second in which fewer lines were
     # repeated than made switches it off for LINE_CACHE_RETRY seconds.
     made: dict[tuple[object, ...], str] = {}
-    repeated = 0
+    repeated = missed = 0
     caching = True
     retry_at = 0
     # Request lines, header values and client addresses repeat for longer: their escaped text
@@ -435,7 +435,7 @@ def _default_formatter() -> Callable[[AccessInfo], str]:
     logged = frozenset((_REFERER, _USER_AGENT, _AUTHORIZATION))
 
     def format_line(info: AccessInfo) -> str:
-        nonlocal clf_second, clf_text, repeated, caching, retry_at
+        nonlocal clf_second, clf_text, repeated, missed, caching, retry_at
         scope = info.scope
         referer = agent = auth = None
         for name, value in scope["headers"]:
@@ -450,13 +450,13 @@ def _default_formatter() -> Callable[[AccessInfo], str]:
         second = int(info.start_time + info.duration)
         if second != clf_second:
             clf_second, clf_text = second, _clf_text(second)
-            if made and repeated < len(made):
+            if repeated < missed:
                 caching = False
                 retry_at = second + LINE_CACHE_RETRY
             elif not caching and second >= retry_at:
                 caching = True
             made.clear()
-            repeated = 0
+            repeated = missed = 0
         client = scope["client"]
         host = client[0] if client else None
         status = info.status
@@ -469,6 +469,7 @@ def _default_formatter() -> Callable[[AccessInfo], str]:
             if line is not None:
                 repeated += 1
                 return line
+            missed += 1
         user = _basic_auth_user(auth) if auth is not None else None
         request_line = lines[scope["method"], scope["raw_path"], scope["query_string"],
                              scope["http_version"]]
