@@ -319,28 +319,27 @@ class RequestCycle:
             self.length_left -= size
             if not more_body and self.length_left:
                 self._short()
-            if size > _COPY_MAX and head and not more_body and not self.pending:
+        elif self.chunked:
+            body = b"%s%x\r\n%s\r\n" % (head, size, body) if size else head
+            head = b""
+            if not more_body:
+                body += _LAST_CHUNK
+        self.bytes_sent += size
+        if head:  # the first body message: nothing is buffered yet
+            if size > _COPY_MAX and not more_body:
                 # A whole large response: head and body in one vectored write, no copy.
-                self.bytes_sent += size
                 self.conn.transport.writelines((head, body))  # type: ignore[union-attr]
                 self._finish()
                 return
-            data = head + body if head else body
-        elif self.chunked:
-            data = b"%s%x\r\n%s\r\n" % (head, size, body) if size else head
-            if not more_body:
-                data += _LAST_CHUNK
-        else:
-            data = head + body if head else body
-        self.bytes_sent += size
+            body = head + body
         if more_body:
-            self._buffer(data)
+            self._buffer(body)
             return
         if self.pending:
-            data = b"".join((*self.pending, data))
+            body = b"".join((*self.pending, body))
             self.pending.clear()
-        if data:
-            self.conn.transport.write(data)  # type: ignore[union-attr]
+        if body:
+            self.conn.transport.write(body)  # type: ignore[union-attr]
         self._finish()
 
     def _overlong(self, body: bytes) -> tuple[bytes, int, bool]:
