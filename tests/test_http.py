@@ -272,6 +272,20 @@ def test_absolute_form_target(server) -> None:  # type: ignore[no-untyped-def]
     assert body["path"] == "/scope" and body["query_string"] == "x=1"
 
 
+@pytest.mark.parametrize(("target", "path", "query"), [
+    (b"/scope?a=1?b=2", "/scope", "a=1?b=2"),  # the query starts at the first "?"
+    (b"/scope?", "/scope", ""),
+    (b"/scope", "/scope", ""),
+    (b"/scope/?/x", "/scope/", "/x"),
+])
+def test_target_split_into_path_and_query(server, target: bytes, path: str,  # type: ignore[no-untyped-def]
+                                          query: str) -> None:
+    data = exchange(server.port, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n"
+                                 b"Connection: close\r\n\r\n")
+    body = json.loads(data.partition(b"\r\n\r\n")[2])
+    assert (body["path"], body["raw_path"], body["query_string"]) == (path, path, query)
+
+
 # -- responses the app gets wrong ---------------------------------------------------------------
 
 

@@ -43,6 +43,7 @@ _GOOD_HOSTS: set[bytes] = set()
 # Header names on_head validates; every other name costs one set lookup.
 _SPECIAL_HEADERS = frozenset({b"host", b"content-length", b"transfer-encoding", b"expect",
                               b"upgrade", b"connection", b"proxy-connection"})
+_HASH = ord("#")  # `int in bytes` is a memchr; `bytes in bytes` first tries the needle as an int
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 
 
@@ -372,17 +373,11 @@ class HTTPConnection(asyncio.Protocol):
 
     def _build_scope(self, method: bytes, target: bytes, http_version: str,
                      headers: list[tuple[bytes, bytes]], forwarded: bool) -> dict[str, Any]:
-        if target.find(b"#") >= 0:  # (find: `bytes in bytes` first tries the needle as an int)
+        if _HASH in target:
             # RFC 9112 section 3.2: no form of request-target has a fragment; both parsers
             # passed it on as part of the path.
             raise RequestError("bad_target", f"fragment in {target[:64]!r}")
-        query_start = target.find(b"?")
-        if query_start >= 0:
-            raw_path = target[:query_start]
-            query = target[query_start + 1:]
-        else:
-            raw_path = target
-            query = b""
+        raw_path, _, query = target.partition(b"?")
         if raw_path[:1] != b"/":
             raw_path = _origin_path(raw_path, method)
         try:
