@@ -51,6 +51,17 @@ WebSocketUpgrade = Callable[["Server", asyncio.Transport, dict[str, Any], bytes]
 class Server:
     """Serves one worker's listening sockets until it is told to stop."""
 
+    # Slots: an instance with more than 30 attributes in a __dict__ gets a plain dict in
+    # CPython 3.11, on which calls such as server.on_response_complete() are not specialized.
+    __slots__ = (
+        "_drained", "_stop", "_tick_handle", "_tick_interval", "accepting", "access_log_enabled",
+        "access_logger", "app", "connections", "date_header", "drain_idle_grace",
+        "draining", "fast_exit", "forwarded", "forwarded_peers", "heartbeat", "hooks", "last_tick",
+        "listeners", "log", "loop", "pending", "protocol_factory", "proxy_peers", "requests",
+        "settings", "shutdown_at", "shutdown_reason", "start_task", "started", "state", "tasks",
+        "time", "websocket_upgrade",
+    )
+
     def __init__(self, *, app: ASGIApp, settings: Settings, log: Any, sockets: list[Any],
                  state: dict[str, Any], heartbeat: Callable[[], None],
                  protocol_factory: Callable[[Server], asyncio.Protocol],

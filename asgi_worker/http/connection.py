@@ -427,7 +427,8 @@ class HTTPConnection(asyncio.Protocol):
         server = self.server
         if server.hooks is not None:
             server.hooks.pre_request(cycle)
-        task = server.start_task(cycle.run(self.app))
+        start_task = server.start_task  # (a call through the attribute is not specialized)
+        task = start_task(cycle.run(self.app))
         if not task.done():
             cycle.task = task
             server.tasks.add(task)
