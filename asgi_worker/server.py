@@ -59,7 +59,7 @@ class Server:
         "draining", "fast_exit", "forwarded", "forwarded_peers", "heartbeat", "hooks", "last_tick",
         "listeners", "log", "loop", "pending", "protocol_factory", "proxy_peers", "requests",
         "settings", "shutdown_at", "shutdown_reason", "start_task", "started", "state", "tasks",
-        "time", "websocket_upgrade",
+        "websocket_upgrade",
     )
 
     def __init__(self, *, app: ASGIApp, settings: Settings, log: Any, sockets: list[Any],
@@ -98,7 +98,6 @@ class Server:
         self.started = False
         self.date_header = b""
         self.last_tick = time.monotonic()
-        self.time = time.time
         self._stop = self.loop.create_future()
         self._drained: asyncio.Future[None] | None = None
         self._tick_handle: asyncio.TimerHandle | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -295,7 +296,7 @@ class HTTPConnection(asyncio.Protocol):
         cycle = RequestCycle(self, scope, keep_alive and self.settings.keepalive > 0, expect_100,
                              has_body)
         if self.server.access_log_enabled:
-            cycle.start_time = self.server.time()
+            cycle.start_time = time.time()
         self.parsing = cycle if has_body else None
         if self.cycle is None:
             self._run(cycle)

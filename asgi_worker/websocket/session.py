@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
@@ -119,7 +120,7 @@ class WebSocketSession(asyncio.Protocol):
         self.status = 0
         self.response_headers: list[tuple[bytes, bytes]] = []
         self.bytes_sent = 0
-        self.start_time = server.time() if server.access_log_enabled else 0.0
+        self.start_time = time.time() if server.access_log_enabled else 0.0
         self.duration = 0.0
         self.completed = False
         self.task: asyncio.Task[None] | None = None
@@ -581,7 +582,7 @@ class WebSocketSession(asyncio.Protocol):
             return
         self.completed = True
         if self.start_time:
-            self.duration = self.server.time() - self.start_time
+            self.duration = time.time() - self.start_time
         self.server.on_response_complete(self)
 
     def _peer(self) -> str:
