@@ -278,8 +278,8 @@ def test_absolute_form_target(server) -> None:  # type: ignore[no-untyped-def]
     (b"/scope", "/scope", ""),
     (b"/scope/?/x", "/scope/", "/x"),
 ])
-def test_target_split_into_path_and_query(server, target: bytes, path: str,  # type: ignore[no-untyped-def]
-                                          query: str) -> None:
+def test_target_split_into_path_and_query(  # type: ignore[no-untyped-def]
+        server, target: bytes, path: str, query: str) -> None:
     data = exchange(server.port, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n"
                                  b"Connection: close\r\n\r\n")
     body = json.loads(data.partition(b"\r\n\r\n")[2])
