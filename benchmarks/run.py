@@ -84,8 +84,8 @@ def requested_python(argv: list[str]) -> str:
     return str(known.python or os.environ.get(PYTHON_ENV) or sys.executable)
 
 
-def bootstrap(argv: list[str]) -> setup_env.Interpreter:
-    """Make sure the interpreter's peers venv exists, then continue inside it."""
+def bootstrap(argv: list[str], script: str = __file__) -> setup_env.Interpreter:
+    """Make sure the interpreter's peers venv exists, then continue ``script`` inside it."""
     interp = setup_env.probe(requested_python(argv))
     venv = setup_env.venv_dir(interp)
     if Path(sys.prefix).resolve() == venv.resolve():
@@ -94,7 +94,7 @@ def bootstrap(argv: list[str]) -> setup_env.Interpreter:
     setup_env.ensure_venv(interp, venv, upgrade="--upgrade" in argv)
     print(f"[setup] Python {interp.version} ({interp.given}), venv {venv}", flush=True)
     python = str(venv / "bin" / "python")
-    script = str(Path(__file__).resolve())
+    script = str(Path(script).resolve())
     env = {**os.environ, "PYTHONPATH": str(REPO), PYTHON_ENV: interp.given}
     os.execve(python, [python, script, *argv], env)
 
