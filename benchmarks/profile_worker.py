@@ -10,12 +10,12 @@ flamegraph.pl) and a markdown summary of where the samples fell, by function:
 py-spy reads the worker's memory without stopping it (``--nonblocking``): stopping the
 process for every sample put most samples at system-call boundaries here (a blocking run of
 the hello scenario found 3% of the samples in Python code that takes half the CPU). A stack
-read while the worker runs may miss its outer frames; its innermost frame, the "self" column,
-is still right. Python frames only: py-spy unwinds C frames (``--native``) only of a stopped
-process, and then nearly every sample lands in read(), write() or a futex. Time the event
-loop spends in its own C code and in system calls (uvloop, libuv, the kernel's socket work)
-has no Python frame of its own: it is counted under the Python frame that runs the loop (the
-worker's ``run``), shown as "self".
+read while the worker runs may miss its outer frames (its innermost frame, which the "self"
+column counts, is read first). Python frames only: py-spy unwinds C frames (``--native``)
+only of a stopped process, and then nearly every sample lands in read(), write() or a futex.
+Time the event loop spends in its own C code and in system calls (uvloop, libuv, the
+kernel's socket work) has no Python frame of its own: it is counted under the Python frame
+that runs the loop (the worker's ``run``), shown as "self".
 See benchmarks/README.md.
 """
 
@@ -141,7 +141,7 @@ def report(
             "- The event loop's own C code and its system calls have no Python frame: they count",
             "  as self time of the frame that runs the loop (or, for a write, of the frame that",
             "  called `transport.write`). A stack read while the worker ran may lack its outer",
-            "  frames (py-spy --nonblocking), so totals can be a little low; self is exact.",
+            "  frames (py-spy --nonblocking), so totals can be a little low.",
             "",
             "## Self (the innermost Python frame of a sample)",
             "",
