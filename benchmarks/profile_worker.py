@@ -234,12 +234,7 @@ def profile(args: argparse.Namespace) -> int:
 
 def main() -> int:
     argv = sys.argv[1:]
-    if "-h" not in argv and "--help" not in argv:
-        try:
-            run.bootstrap(argv, __file__)
-        except setup_env.SetupError as exc:
-            print(f"[setup] ERROR: {exc}", file=sys.stderr)
-            return 2
+    run.enter_venv(argv, __file__)
     args = parse_args(argv)
     if not setup_env.ensure_wrk():
         return 2

@@ -99,6 +99,17 @@ def bootstrap(argv: list[str], script: str = __file__) -> setup_env.Interpreter:
     os.execve(python, [python, script, *argv], env)
 
 
+def enter_venv(argv: list[str], script: str = __file__) -> setup_env.Interpreter | None:
+    """:func:`bootstrap`, unless only ``--help`` is asked for; exits with status 2 if it fails."""
+    if "-h" in argv or "--help" in argv:
+        return None
+    try:
+        return bootstrap(argv, script)
+    except setup_env.SetupError as exc:
+        print(f"[setup] ERROR: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def default_tag(args: argparse.Namespace, interp: setup_env.Interpreter | None) -> str:
     """``quick`` for --quick, plus ``py<version>`` when --python was given."""
     parts = ["quick"] if args.quick else []
@@ -109,13 +120,7 @@ def default_tag(args: argparse.Namespace, interp: setup_env.Interpreter | None) 
 
 def main() -> int:
     argv = sys.argv[1:]
-    interp = None
-    if "-h" not in argv and "--help" not in argv:
-        try:
-            interp = bootstrap(argv)
-        except setup_env.SetupError as exc:
-            print(f"[setup] ERROR: {exc}", file=sys.stderr)
-            return 2
+    interp = enter_venv(argv)
     args = parse_args(argv)
     if not setup_env.ensure_wrk():
         return 2
