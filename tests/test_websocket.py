@@ -323,6 +323,15 @@ def test_plain_http_still_served(srv: GunicornServer) -> None:
         assert read_until_close(sock).endswith(b"plain HTTP")
 
 
+def test_upgrade_in_http_10_is_plain_http(srv: GunicornServer) -> None:
+    """RFC 9110 section 7.8: a server ignores Upgrade in an HTTP/1.0 request."""
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+        sock.sendall(KEY_REQUEST.replace(b"HTTP/1.1", b"HTTP/1.0") % b"echo")
+        response = read_until_close(sock, timeout=3)
+    assert status_of(response) == 200, response
+    assert response.endswith(b"plain HTTP")
+
+
 # -- closing --------------------------------------------------------------------------------------
 
 

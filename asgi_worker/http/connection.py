@@ -287,7 +287,8 @@ class HTTPConnection(asyncio.Protocol):
         scope = self._build_scope(method, target, http_version, headers, forwarded)
         if upgrade:
             keep_alive = False
-            if (upgrade == b"websocket" and scope["method"] == "GET"
+            # RFC 9110 section 7.8: an Upgrade header in an HTTP/1.0 request is ignored.
+            if (upgrade == b"websocket" and scope["method"] == "GET" and http_version == "1.1"
                     and self.settings.ws_enabled and self._websocket_available()):
                 self.head_keep_alive = False
                 self.upgrade_scope = scope
