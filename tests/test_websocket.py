@@ -221,7 +221,7 @@ def test_message_above_the_limit_closes_1009(tuned: GunicornServer, fragmented: 
             await ws.send([payload[:40000], payload[40000:]] if fragmented else payload)
             with pytest.raises(ConnectionClosed):
                 await ws.recv()
-            return ws.close_code
+            return ws.protocol.close_code
 
     assert run(session()) == 1009
     assert wait_for_lines(marker, "disconnect")[0].startswith("disconnect 1009 ")
@@ -343,7 +343,7 @@ def test_app_closes_with_code_and_reason(srv: GunicornServer, tmp_path: Path) ->
             await ws.send("4001 see you")
             with pytest.raises(ConnectionClosed):
                 await ws.recv()
-            return ws.close_code, ws.close_reason
+            return ws.protocol.close_code, ws.protocol.close_reason
 
     assert run(session()) == (4001, "see you")
     lines = wait_for_lines(marker, "after close")
@@ -378,7 +378,7 @@ def test_app_error_after_accept_closes_1011(srv: GunicornServer) -> None:
         async with ws_connect(ws_url(srv, "error-after")) as ws:
             with pytest.raises(ConnectionClosed):
                 await ws.recv()
-            return ws.close_code
+            return ws.protocol.close_code
 
     assert run(session()) == 1011
 
@@ -479,7 +479,7 @@ def test_sigterm_closes_with_1001(start_server: Any, worker_class: str, tmp_path
             server.signal(signal.SIGTERM)
             with pytest.raises(ConnectionClosed):
                 await ws.recv()
-            return ws.close_code, time.monotonic() - started
+            return ws.protocol.close_code, time.monotonic() - started
 
     code, elapsed = run(session())
     assert code == 1001

@@ -34,6 +34,10 @@ _HANDSHAKE_HEADERS = frozenset({
     b"sec-websocket-protocol", b"content-length", b"transfer-encoding",
 })
 
+# Where websockets keeps the size of a fragmented message being received: cur_size up to 15,
+# current_size from 16.
+_FRAGMENTED_SIZE = ("current_size", "cur_size")
+
 
 class WebSocketProtocol(ServerProtocol):
     """websockets' server protocol, recording the subprotocols the client offered.
@@ -52,8 +56,10 @@ class WebSocketProtocol(ServerProtocol):
         # RFC 6455 5.4 lets control frames, close included, come between the fragments of a
         # message. websockets fails such a close with 1002; a clean close (Autobahn 7.1.5)
         # drops the unfinished message instead, which the session does too.
-        if frame.opcode is Opcode.CLOSE and self.current_size is not None:
-            self.current_size = None
+        if frame.opcode is Opcode.CLOSE:
+            for name in _FRAGMENTED_SIZE:
+                if getattr(self, name, None) is not None:
+                    setattr(self, name, None)
         super().recv_frame(frame)
 
 
@@ -86,7 +92,9 @@ def handshake_request(scope: dict[str, Any]) -> Request:
         path += "?" + scope["query_string"].decode("latin-1")
     headers = Headers([(name.decode("latin-1"), value.decode("latin-1"))
                        for name, value in scope["headers"]])
-    return Request(path, headers, protocol="HTTP/" + scope["http_version"])
+    # Only an HTTP/1.1 GET is upgraded (HTTPConnection.on_head): websockets 17 checks both,
+    # as its Request's defaults; older releases (16 is the newest on Python 3.10) have neither.
+    return Request(path, headers)
 
 
 def websocket_scope(scope: dict[str, Any], subprotocols: list[str]) -> dict[str, Any]:
