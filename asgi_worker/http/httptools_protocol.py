@@ -119,7 +119,8 @@ class HttpToolsProtocol(HTTPConnection):
                      parser.should_keep_alive())
 
     def parsed_http_version(self) -> str:
-        return self.parser.get_http_version()
+        version: str = self.parser.get_http_version()
+        return version
 
     on_message_complete = HTTPConnection.on_message_end
 
