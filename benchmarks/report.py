@@ -198,8 +198,10 @@ def recycling_lines(res: dict[str, Any]) -> list[str]:
     header = ["max-requests 200 (+jitter 50), -w 2", "req/s", "errors", "worker boots",
               "requests per worker life"]  # fmt: skip
     note = ("Worker boots are counted from gunicorn's log (hypercorn: not available). "
-            "About 200-250 requests per life means --max-requests is honoured exactly; "
-            "far more means the worker overshoots it.")  # fmt: skip
+            "About 200-250 requests per life means --max-requests is honoured, plus up to one "
+            "per open connection for a worker that drains (ours answers the request that "
+            "arrives on each of its ~32 connections with Connection: close rather than drop "
+            "it); far more means the worker overshoots it.")  # fmt: skip
     return ["", "## Worker recycling (median of rounds)", "", *_table(header, rows), "", note]
 
 
