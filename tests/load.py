@@ -8,6 +8,7 @@ response, or a response that is not 2xx, is counted as a failure.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -49,11 +50,12 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
 
 
 async def _connection(port: int, path: str, deadline: float, max_requests: int,
-                      result: LoadResult) -> None:
+                      result: LoadResult, stop: threading.Event | None) -> None:
     request = b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % path.encode()
     writer = None
     try:
-        while time.monotonic() < deadline and result.sent < max_requests:
+        while (time.monotonic() < deadline and result.sent < max_requests
+               and not (stop is not None and stop.is_set())):
             if writer is None:
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 result.connections_opened += 1
@@ -81,10 +83,17 @@ async def _connection(port: int, path: str, deadline: float, max_requests: int,
 
 
 async def run_load(port: int, connections: int = 64, duration: float = 8.0,
-                   path: str = "/", max_requests: int = 1_000_000) -> LoadResult:
-    """Keep ``connections`` clients busy for ``duration`` seconds (bounded by count too)."""
+                   path: str = "/", max_requests: int = 1_000_000,
+                   stop: threading.Event | None = None) -> LoadResult:
+    """Keep ``connections`` clients busy for ``duration`` seconds (bounded by count too).
+
+    With ``stop``, the load ends as soon as the event is set (``duration`` and
+    ``max_requests`` are then only the bounds for a run whose condition never comes): a test
+    that needs the load to outlast some events waits for the events, not for a time a faster
+    or slower machine would get wrong.
+    """
     result = LoadResult()
     deadline = time.monotonic() + duration
-    await asyncio.gather(*(_connection(port, path, deadline, max_requests, result)
+    await asyncio.gather(*(_connection(port, path, deadline, max_requests, result, stop)
                            for _ in range(connections)))
     return result

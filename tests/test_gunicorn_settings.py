@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import grp
 import json
 import os
+import pwd
+import shutil
 import signal
 import socket
 import struct
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -259,12 +263,47 @@ def test_raw_env_chdir_pythonpath_umask(start_server, worker_class, tmp_path: Pa
     assert sock_path.stat().st_mode & 0o777 == 0o700
 
 
+# The app for -u/-g: the worker imports it after dropping privileges, so it must lie in a tree
+# the user can read, whatever the checkout's folder (a clone under /root, a 0700 tmp dir).
+_UID_APP = """import os
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = b'{"uid": %d, "gid": %d}' % (os.getuid(), os.getgid())
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body})
+"""
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch users")
 def test_user_and_group(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
-    srv = start_server("tests.apps.basic:app", "-u", "nobody", "-g", "nogroup",
-                       worker=worker_class)
-    info = httpx.get(srv.url + "/process").json()
-    assert info["uid"] != 0 and info["gid"] != 0
+    try:
+        nobody = pwd.getpwnam("nobody").pw_uid
+        group_name = next(name for name in ("nogroup", "nobody") if _has_group(name))
+    except (KeyError, StopIteration):
+        pytest.skip("no nobody user or nogroup/nobody group")
+    app_dir = Path(tempfile.mkdtemp(prefix="asgi-worker-uid-"))
+    try:
+        app_dir.chmod(0o755)
+        (app_dir / "uid_app.py").write_text(_UID_APP)
+        (app_dir / "uid_app.py").chmod(0o644)
+        srv = start_server("uid_app:app", "-u", "nobody", "-g", group_name, "--chdir",
+                           str(app_dir), worker=worker_class)
+        info = httpx.get(srv.url + "/").json()
+        assert info == {"uid": nobody, "gid": grp.getgrnam(group_name).gr_gid}
+    finally:
+        shutil.rmtree(app_dir, ignore_errors=True)
+
+
+def _has_group(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 def test_backlog_reuse_port_and_several_binds(start_server, worker_class, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
