@@ -1,0 +1,37 @@
+"""Apps a new user brings on day one: slow routes, a blocking route, failing lifespans."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            await send({"type": message["type"] + ".complete"})
+            if message["type"] == "lifespan.shutdown":
+                return
+    path = scope["path"]
+    if path == "/held":
+        await held(send, receive)
+    elif path == "/answer-then-block":
+        await answer(send, b"answered")
+        time.sleep(float(scope["query_string"] or b"10"))
+    else:
+        await answer(send, b"fast")
+
+
+async def answer(send: Any, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def held(send: Any, receive: Any) -> None:
+    """A first chunk, then nothing until the client leaves: a request that stays in flight."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"first;", "more_body": True})
+    while (await receive())["type"] != "http.disconnect":
+        pass
