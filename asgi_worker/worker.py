@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 from gunicorn.workers.base import Worker as GunicornWorker
 
@@ -36,6 +36,8 @@ from .websocket import upgrade as websocket_upgrade
 
 # Gunicorn's arbiter halts instead of respawning when a worker exits with this code.
 WORKER_BOOT_ERROR = 3
+# How long a worker whose boot failed waits for the arbiter to stop it (see _boot_failed).
+BOOT_ERROR_WAIT = 10.0
 
 
 class Worker(GunicornWorker):
@@ -54,6 +56,7 @@ class Worker(GunicornWorker):
         self.hooks: Any = None
         self._quit_early = False
         self._watchdog_stop = threading.Event()
+        self._loop_signals = False
 
     # -- Gunicorn's worker contract ------------------------------------------------------------
 
@@ -77,8 +80,7 @@ class Worker(GunicornWorker):
             self.websocket_upgrade = _websocket_upgrade(self.settings)
             self.hooks = _hooks(self, self.settings)
         except SettingsError as exc:
-            self.log.error("asgi_worker cannot start: %s", exc)
-            sys.exit(WORKER_BOOT_ERROR)
+            self._boot_failed(f"asgi_worker cannot start: {exc}")
         for warning in self.settings.warnings:
             self.log.warning("asgi_worker: %s", warning)
         asyncio.set_event_loop(self.loop)
@@ -102,10 +104,16 @@ class Worker(GunicornWorker):
         # SIGABRT stays a plain handler: the arbiter sends it when the loop is blocked, so a
         # loop-based handler would never run.
         signal.signal(signal.SIGABRT, self.handle_abort)
+        self._loop_signals = True
 
     def load_wsgi(self) -> None:
         """Gunicorn's name for loading the app; ours is an ASGI callable."""
-        self.wsgi = self.app.wsgi()
+        try:
+            self.wsgi = self.app.wsgi()
+        except Exception as exc:
+            if self._claim_boot_error_report():
+                raise  # Gunicorn reports it and stops: 4 (App failed to load) or 3
+            self._boot_failed(f"{type(exc).__name__}: {exc}", reporter=False)
 
     def run(self) -> None:
         loop = self.loop
@@ -116,15 +124,13 @@ class Worker(GunicornWorker):
         try:
             loop.run_until_complete(self._serve())
         except LifespanFailure as exc:
-            self.log.error("ASGI lifespan startup failed: %s; stopping", exc)
-            sys.exit(WORKER_BOOT_ERROR)
+            self._boot_failed(_startup_failed(str(exc)))
         except Exception:
             if self.server is not None and self.server.started:
                 raise
             # Failing before the first accept would fail again in every new worker: tell the
             # arbiter to stop instead of fork-looping.
-            self.log.exception("asgi_worker failed to start")
-            sys.exit(WORKER_BOOT_ERROR)
+            self._boot_failed("asgi_worker failed to start:\n" + traceback.format_exc())
         finally:
             self._watchdog_stop.set()
             _close_loop(loop)
@@ -140,6 +146,69 @@ class Worker(GunicornWorker):
             self.access_logger.flush()
         self.cfg.worker_abort(self)
         sys.exit(1)
+
+    # -- boot failures -------------------------------------------------------------------------
+
+    @classmethod
+    def check_config(cls, cfg: Any, log: Any) -> None:
+        """Called once in the arbiter before the first fork: lay down the boot-error token."""
+        read, write = os.pipe()
+        os.write(write, b"!")
+        os.close(write)
+        os.set_blocking(read, False)
+        cls._boot_error_token = read
+
+    _boot_error_token: int | None = None
+
+    def _boot_failed(self, message: str, reporter: bool | None = None) -> NoReturn:
+        """Stop a worker that cannot serve, so that Gunicorn stops cleanly with exit status 3.
+
+        Every worker fails the same way, and when a second one exits with WORKER_BOOT_ERROR
+        while the arbiter is already halting for the first, Gunicorn prints a ``HaltServer``
+        traceback and exits 1. So one worker, the one that takes the single byte the arbiter
+        put in a pipe before forking, logs the failure and exits 3; the others say it in one
+        line and wait for the arbiter's SIGTERM, then exit 0. A worker the arbiter has already
+        told to stop exits 0 as well.
+        """
+        if reporter is None:
+            reporter = self._claim_boot_error_report()
+        if reporter:
+            self.log.error("%s", message.rstrip())
+        else:
+            last_line = (message.strip() or "failed").splitlines()[-1]
+            self.log.error("%s (as in another worker, which stops Gunicorn)", last_line)
+        deadline = time.monotonic() + (0.0 if reporter else BOOT_ERROR_WAIT)
+        self._wait_for_stop(deadline)
+        sys.exit(0 if not self.alive else WORKER_BOOT_ERROR)
+
+    def _wait_for_stop(self, deadline: float) -> None:
+        """Act on a stop signal already sent, then wait for one until ``deadline``."""
+        loop = self.loop
+        if self._loop_signals and loop is not None and not loop.is_closed():
+            # The loop's handlers only run while it runs: a SIGTERM that came while the
+            # lifespan failed waits in it.
+            loop.run_until_complete(self._wait_stopped(deadline))
+            return
+        while self.alive and time.monotonic() < deadline:
+            self.notify()
+            time.sleep(0.05)
+
+    async def _wait_stopped(self, deadline: float) -> None:
+        await asyncio.sleep(0)
+        while self.alive and time.monotonic() < deadline:
+            self.notify()
+            await asyncio.sleep(0.05)
+
+    def _claim_boot_error_report(self) -> bool:
+        token = self._boot_error_token
+        if token is None:
+            return True
+        try:
+            return os.read(token, 1) == b"!"
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
 
     # -- serving -------------------------------------------------------------------------------
 
@@ -261,6 +330,14 @@ def _queued_by_arbiter_handler(handler: Any) -> list[int]:
         except Exception:  # queue.Empty
             break
     return signals
+
+
+def _startup_failed(detail: str) -> str:
+    """The one log message of a failed lifespan startup, in uvicorn's words."""
+    detail = detail.strip() or "no message"
+    separator = "\n" if "\n" in detail else " "
+    return (f"Application startup failed. Exiting. The app's lifespan startup failed with:"
+            f"{separator}{detail}")
 
 
 def _protocol_factory(parser: str) -> Any:

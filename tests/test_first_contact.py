@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.rawhttp import connect, read_until_close
 
@@ -57,3 +58,34 @@ def test_status_lines_carry_rfc_9110_names(server) -> None:  # type: ignore[no-u
         answer = read_until_close(sock)
     assert answer.startswith(b"HTTP/1.1 414 URI Too Long\r\n")
     assert answer.endswith(b"\r\n\r\nURI Too Long\n")
+
+
+# -- lifespan startup failure: said once, and Gunicorn stops with 3 ------------------------------
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_lifespan_startup_failure_is_said_once(start_server, worker_class, workers: int) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server("tests.apps.first_contact:starlette_startup_fails", worker=worker_class,
+                       workers=workers, wait_ready=False)
+    assert srv.proc.wait(60) == 3  # Gunicorn's "Worker failed to boot."
+    log = srv.log()
+    assert log.count("Application startup failed. Exiting. The app's lifespan startup failed "
+                     "with:\nTraceback (most recent call last):\n") == 1
+    assert log.count("Traceback") == 1
+    assert "RuntimeError: database unreachable\n" in log
+    assert "Exception in ASGI lifespan" not in log
+    assert "; stopping" not in log
+    assert "HaltServer" not in log
+    assert "Reason: Worker failed to boot." in log
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_bad_setting_stops_gunicorn_with_3_and_no_traceback(start_server,  # type: ignore[no-untyped-def]
+                                                              workers: int) -> None:
+    srv = start_server("tests.apps.first_contact:app", workers=workers, wait_ready=False,
+                       env={"ASGI_WORKER_LIFESPAN": "sometimes"})
+    assert srv.proc.wait(30) == 3
+    log = srv.log()
+    assert log.count("asgi_worker cannot start: ASGI_WORKER_LIFESPAN='sometimes': expected one "
+                     "of auto, on, off\n") == 1
+    assert "Traceback" not in log

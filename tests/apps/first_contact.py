@@ -35,3 +35,21 @@ async def held(send: Any, receive: Any) -> None:
     await send({"type": "http.response.body", "body": b"first;", "more_body": True})
     while (await receive())["type"] != "http.disconnect":
         pass
+
+
+def _failing_lifespan_app() -> Any:
+    from contextlib import asynccontextmanager
+
+    from starlette.applications import Starlette
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> Any:
+        raise RuntimeError("database unreachable")
+        yield  # pragma: no cover
+
+    return Starlette(lifespan=lifespan)
+
+
+# Starlette reports the failure the way FastAPI does: lifespan.startup.failed with the
+# traceback as its message, then the exception raised again.
+starlette_startup_fails = _failing_lifespan_app()
