@@ -23,6 +23,7 @@ from gunicorn.workers.base import Worker as GunicornWorker
 
 from . import settings as settings_module
 from .accesslog import AccessLogger
+from .application import ASGI2, NotASGIError, asgi3_app
 from .hooks import RequestHooks
 from .http.h11_protocol import H11Protocol
 from .http.httptools_protocol import HttpToolsProtocol
@@ -109,11 +110,18 @@ class Worker(GunicornWorker):
     def load_wsgi(self) -> None:
         """Gunicorn's name for loading the app; ours is an ASGI callable."""
         try:
-            self.wsgi = self.app.wsgi()
+            app = self.app.wsgi()
         except Exception as exc:
             if self._claim_boot_error_report():
                 raise  # Gunicorn reports it and stops: 4 (App failed to load) or 3
             self._boot_failed(f"{type(exc).__name__}: {exc}", reporter=False)
+        name = getattr(self.app, "app_uri", None) or repr(app)
+        try:
+            self.wsgi, kind = asgi3_app(app, name)
+        except NotASGIError as exc:
+            self._boot_failed(f"asgi_worker cannot serve the app: {exc}")
+        if kind == ASGI2:
+            self.log.info("%s is an ASGI 2 (double callable) app: served as ASGI 3", name)
 
     def run(self) -> None:
         loop = self.loop
@@ -176,6 +184,8 @@ class Worker(GunicornWorker):
             self.log.error("%s", message.rstrip())
         else:
             last_line = (message.strip() or "failed").splitlines()[-1]
+            if len(last_line) > 160:
+                last_line = last_line.split(". ")[0]
             self.log.error("%s (as in another worker, which stops Gunicorn)", last_line)
         deadline = time.monotonic() + (0.0 if reporter else BOOT_ERROR_WAIT)
         self._wait_for_stop(deadline)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import httpx
 import pytest
 
@@ -89,3 +91,106 @@ def test_a_bad_setting_stops_gunicorn_with_3_and_no_traceback(start_server,  # t
     assert log.count("asgi_worker cannot start: ASGI_WORKER_LIFESPAN='sometimes': expected one "
                      "of auto, on, off\n") == 1
     assert "Traceback" not in log
+
+
+# -- the wrong kind of app ------------------------------------------------------------------
+
+
+def _asgi_apps() -> list[tuple[str, object]]:
+    """ASGI 3 apps of every shape a user may hand over: none of them may pass for WSGI."""
+    from django.core.handlers.asgi import ASGIHandler
+    from fastapi import FastAPI
+    from litestar import Litestar
+    from quart import Quart
+    from starlette.applications import Starlette
+    from starlette.middleware.cors import CORSMiddleware
+    from starlette.middleware.gzip import GZipMiddleware
+
+    from tests.apps import basic
+
+    class AsyncCall:
+        async def __call__(self, scope: object, receive: object, send: object) -> None: ...
+
+    class SyncCallReturningAwaitable:
+        def __call__(self, scope: object, receive: object, send: object) -> object:
+            return basic.app(scope, receive, send)  # type: ignore[arg-type]
+
+    class Awaitable:  # ASGI 3 as a class: constructed with the three, then awaited
+        def __init__(self, scope: object, receive: object, send: object) -> None: ...
+
+        def __await__(self):  # type: ignore[no-untyped-def]
+            yield
+
+    async def three_with_extra(scope: object, receive: object, send: object,
+                               *, debug: bool = False) -> None: ...
+
+    starlette = Starlette()
+    return [
+        ("function", basic.app),
+        ("instance with async __call__", AsyncCall()),
+        ("sync __call__ returning an awaitable", SyncCallReturningAwaitable()),
+        ("class constructed with three", Awaitable),
+        ("keyword-only extra", three_with_extra),
+        ("partial", functools.partial(three_with_extra, debug=True)),
+        ("Django ASGIHandler", ASGIHandler.__new__(ASGIHandler)),
+        ("Starlette", starlette),
+        ("FastAPI", FastAPI()),
+        ("Quart", Quart(__name__)),
+        ("Litestar", Litestar([])),
+        ("GZipMiddleware(Starlette)", GZipMiddleware(starlette)),
+        ("CORSMiddleware(GZipMiddleware(Starlette))",
+         CORSMiddleware(GZipMiddleware(starlette), allow_origins=["*"])),
+        ("builtin", print),
+    ]
+
+
+def test_asgi_apps_of_every_shape_are_served_as_asgi3() -> None:
+    from asgi_worker.application import interface
+
+    wrong = [name for name, app in _asgi_apps() if interface(app) != "asgi3"]
+    assert wrong == []
+
+
+def test_wsgi_and_asgi2_apps_are_told_apart() -> None:
+    from asgiref.wsgi import WsgiToAsgi
+    from django.core.handlers.wsgi import WSGIHandler
+    from flask import Flask
+
+    from asgi_worker.application import interface
+    from tests.apps import first_contact
+
+    def three(environ: object, start_response: object, extra: object) -> None: ...
+
+    flask = Flask(__name__)
+    assert interface(first_contact.wsgi_app) == "wsgi"
+    assert interface(flask) == "wsgi"
+    assert interface(WSGIHandler.__new__(WSGIHandler)) == "wsgi"
+    assert interface(functools.partial(three, extra=1)) == "wsgi"
+    assert interface(WsgiToAsgi(flask)) == "asgi3"  # the wrapped one is ASGI
+    assert interface(first_contact.ASGI2App) == "asgi2"
+    assert interface(first_contact.asgi2_function) == "asgi2"
+
+
+def test_a_wsgi_app_is_refused_at_startup_with_what_to_do(start_server) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server("tests.apps.first_contact:wsgi_app", workers=2, wait_ready=False)
+    assert srv.proc.wait(30) == 3
+    log = srv.log()
+    assert log.count("asgi_worker cannot serve the app: tests.apps.first_contact:wsgi_app is a "
+                     "WSGI application (it takes (environ, start_response)), and asgi_worker "
+                     "serves ASGI applications. Serve it with one of Gunicorn's own workers") == 1
+    assert "asgi_worker ready" not in log
+    assert "Traceback" not in log
+
+
+@pytest.mark.parametrize("app", ["ASGI2App", "asgi2_function"])
+def test_an_asgi2_app_is_served_with_its_lifespan(start_server, worker_class, app: str) -> None:  # type: ignore[no-untyped-def]
+    srv = start_server(f"tests.apps.first_contact:{app}", worker=worker_class)
+    assert (f"tests.apps.first_contact:{app} is an ASGI 2 (double callable) app: served as "
+            "ASGI 3") in srv.log()
+    response = httpx.get(srv.url)
+    assert response.status_code == 200
+    if app == "ASGI2App":
+        assert response.text == "asgi2 version=2.0 lifespan=started"
+    else:
+        assert response.text == "asgi2 function"
+        assert "lifespan' protocol appears unsupported" not in srv.log()
