@@ -19,6 +19,7 @@ import traceback
 from types import FrameType
 from typing import Any, NoReturn
 
+import gunicorn
 from gunicorn.workers.base import Worker as GunicornWorker
 
 from . import settings as settings_module
@@ -58,6 +59,9 @@ class Worker(GunicornWorker):
         self._quit_early = False
         self._watchdog_stop = threading.Event()
         self._loop_signals = False
+        self._blocked_reported = False
+        self._aborting = False
+        self._aborted_task: asyncio.Task[Any] | None = None
 
     # -- Gunicorn's worker contract ------------------------------------------------------------
 
@@ -141,18 +145,34 @@ class Worker(GunicornWorker):
             self._boot_failed("asgi_worker failed to start:\n" + traceback.format_exc())
         finally:
             self._watchdog_stop.set()
+            task = self._aborted_task
+            if task is not None and task.done() and not task.cancelled():
+                task.exception()  # retrieved: the kill was logged already
             _close_loop(loop)
             if self.access_logger is not None:
                 self.access_logger.flush()
 
     def handle_abort(self, sig: int, frame: FrameType | None) -> None:
-        """The arbiter's timeout kill: say what was running and where, then exit."""
+        """The arbiter's timeout kill: one line (the watchdog logged the stack), then exit."""
         self.alive = False
-        self._report_blocked(frame, reason="worker timeout (the event loop stopped "
-                                           "calling notify())")
+        self._aborting = True
+        server = self.server
+        blocked = time.monotonic() - server.last_tick if server is not None else 0.0
+        reason = (f"Worker timeout: the event loop was blocked for {blocked:.1f}s (timeout is "
+                  f"{self._timeout():g}s); exiting")
+        if self._blocked_reported:
+            requests = server.in_flight() if server is not None else []
+            self.log.error("%s. Requests in flight: %s (stack in the warning above)", reason,
+                           "; ".join(requests) or "none")
+        else:
+            self._report_blocked(frame, reason, self.log.error)
         if self.access_logger is not None:
             self.access_logger.flush()
         self.cfg.worker_abort(self)
+        loop = self.loop
+        # SystemExit unwinds the blocked code; when that is a task, asyncio would later log
+        # "Task exception was never retrieved" for it (see run()).
+        self._aborted_task = asyncio.current_task(loop) if loop is not None else None
         sys.exit(1)
 
     # -- boot failures -------------------------------------------------------------------------
@@ -243,6 +263,8 @@ class Worker(GunicornWorker):
 
     def _heartbeat(self) -> None:
         """Called from the server's tick: prove the loop is alive, notice a dead arbiter."""
+        if self._aborting:
+            return  # killed for timeout: the loop only runs to cancel what is left
         self.notify()
         server = self.server
         if server is None or server.draining:
@@ -269,12 +291,10 @@ class Worker(GunicornWorker):
     # -- the blocked-loop watchdog ---------------------------------------------------------------
 
     def _watchdog(self) -> None:
-        """Dump the main thread's stack once the loop has not ticked for most of ``timeout``."""
-        settings = self.settings
-        assert settings is not None
-        threshold = settings.timeout * 0.75
-        interval = min(1.0, max(settings.timeout / 10, 0.05))
-        reported = False
+        """Log the blocking stack once the loop has not ticked for most of ``timeout``."""
+        timeout = self._timeout()
+        threshold = timeout * 0.75
+        interval = min(1.0, max(timeout / 10, 0.05))
         main_id = threading.main_thread().ident
         while not self._watchdog_stop.wait(interval):
             server = self.server
@@ -282,22 +302,25 @@ class Worker(GunicornWorker):
                 continue
             stalled = time.monotonic() - server.last_tick
             if stalled < threshold:
-                reported = False
-            elif not reported:
-                reported = True
+                self._blocked_reported = False
+            elif not self._blocked_reported:
                 frame = sys._current_frames().get(main_id or 0)
-                self._report_blocked(frame, reason=f"the event loop has been blocked for "
-                                                   f"{stalled:.1f}s (timeout is "
-                                                   f"{settings.timeout:g}s)")
+                self._report_blocked(frame, f"The event loop has been blocked for "
+                                            f"{stalled:.1f}s (timeout is {timeout:g}s): the "
+                                            f"arbiter kills the worker at {timeout:g}s",
+                                     self.log.warning)
+                self._blocked_reported = True
 
-    def _report_blocked(self, frame: FrameType | None, reason: str) -> None:
+    def _report_blocked(self, frame: FrameType | None, reason: str, log: Any) -> None:
         server = self.server
         requests = server.in_flight() if server is not None else []
-        stack = "".join(traceback.format_stack(frame)) if frame is not None else "(unknown)\n"
-        self.log.error("%s\nRequests in flight: %s\nMain thread stack (most recent call last):\n%s",
-                       reason, "; ".join(requests) or "none", stack.rstrip())
+        log("%s\nRequests in flight: %s\n%s", reason, "; ".join(requests) or "none",
+            _app_stack(frame))
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _timeout(self) -> float:
+        return self.settings.timeout if self.settings is not None else 0.0
 
     def _budget(self) -> int:
         return 0 if self.max_requests >= sys.maxsize else int(self.max_requests)
@@ -340,6 +363,31 @@ def _queued_by_arbiter_handler(handler: Any) -> list[int]:
         except Exception:  # queue.Empty
             break
     return signals
+
+
+def _app_stack(frame: FrameType | None) -> str:
+    """The main thread's stack from where the app took over: after this module's frames (the
+    process's start, the arbiter's fork or reload before them) and the event loop's and the
+    worker's frames that follow."""
+    if frame is None:
+        return "Stack: unknown"
+    frames = traceback.extract_stack(frame)
+    entered = 1 + max((index for index, summary in enumerate(frames)
+                       if summary.filename == _THIS_FILE), default=-1)
+    start = next((index for index in range(entered, len(frames))
+                  if not _is_server_file(frames[index].filename)), entered)
+    text = "".join(traceback.format_list(frames[start:])).rstrip()
+    return (f"Stack of the code blocking the loop (most recent call last; {start} outer frames "
+            f"of Gunicorn, the event loop and the worker left out):\n{text}")
+
+
+_THIS_FILE = __file__
+_SERVER_DIRS = tuple(os.path.dirname(os.path.abspath(path)) + os.sep
+                     for path in (asyncio.__file__ or "", gunicorn.__file__ or "", _THIS_FILE))
+
+
+def _is_server_file(filename: str) -> bool:
+    return filename.startswith(_SERVER_DIRS) or "uvloop" in filename
 
 
 def _startup_failed(detail: str) -> str:

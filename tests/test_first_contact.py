@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import httpx
 import pytest
@@ -194,3 +195,34 @@ def test_an_asgi2_app_is_served_with_its_lifespan(start_server, worker_class, ap
     else:
         assert response.text == "asgi2 function"
         assert "lifespan' protocol appears unsupported" not in srv.log()
+
+
+# -- the timeout kill of a blocked loop -----------------------------------------------------
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_a_blocked_loop_is_one_warning_with_the_app_stack_and_one_kill_line(  # type: ignore[no-untyped-def]
+        start_server, tmp_path: Path, loop: str) -> None:
+    hook_log = tmp_path / "hooks.txt"
+    srv = start_server("tests.apps.first_contact:app", "--timeout", "2", "--access-logfile", "-",
+                       "-c", "tests/apps/hooks_conf.py",
+                       env={"HOOK_LOG": str(hook_log), "ASGI_WORKER_LOOP": loop})
+    first = srv.worker_pids()
+    # Answered, then the app blocks the loop before the access line's batch is written.
+    assert httpx.get(srv.url + "/answer-then-block?8", timeout=10).text == "answered"
+    srv.wait_ready(workers=2, timeout=20)  # the replacement
+    log = srv.wait_for_log(r"Worker \(pid:\d+\) exited with code 1")
+    assert log.count("[WARNING] The event loop has been blocked for ") == 1
+    assert log.count("Stack of the code blocking the loop") == 1
+    stack = log.split("Stack of the code blocking the loop", 1)[1].split("\n[", 1)[0]
+    assert 'tests/apps/first_contact.py", line' in stack.splitlines()[1]  # starts at the app
+    assert "time.sleep(" in stack
+    assert "arbiter.py" not in log and "spawn_worker" not in log
+    assert log.count("[ERROR] Worker timeout: the event loop was blocked for ") == 1
+    assert "(stack in the warning above)" in log
+    assert "Task exception was never retrieved" not in log
+    assert "SystemExit" not in log and "Traceback" not in log
+    assert "Worker draining" not in log  # nothing runs after the kill but the cleanup
+    assert '"GET /answer-then-block?8 HTTP/1.1" 200 8' in log  # the access line was flushed
+    assert f"worker_abort {first[0]}" in hook_log.read_text()
+    assert f"worker_exit {first[0]}" in hook_log.read_text()
