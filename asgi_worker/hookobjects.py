@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
-from http import HTTPStatus
 from typing import Any, Final
 from urllib.parse import quote, unquote_to_bytes
+
+from .http.errors import reason_phrase
 
 __all__ = [
     "HookRequest",
@@ -31,10 +32,7 @@ _PATH_SAFE: Final = "/:@!$&'()*+,;=-._~%"
 
 
 def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
+    return reason_phrase(status)
 
 
 def _version(http_version: str) -> tuple[int, int]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import traceback
 from typing import Any
 
 from .types import ASGIApp, Message
@@ -16,7 +17,12 @@ LIFESPAN_ASGI = {"version": "3.0", "spec_version": "2.0"}
 
 
 class LifespanFailure(Exception):
-    """Startup failed: the worker must stop with Gunicorn's boot-error exit code."""
+    """Startup failed: the worker must stop with Gunicorn's boot-error exit code.
+
+    The message is what the app reported (``lifespan.startup.failed``'s message, which
+    Starlette and FastAPI fill with a traceback) or the traceback of what it raised; nothing
+    about the failure has been logged yet.
+    """
 
 
 class Lifespan:
@@ -66,15 +72,21 @@ class Lifespan:
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
                 raise
-            if self._startup_done.is_set():
+            if self._failure is not None or self._shutdown_failure is not None:
+                # Starlette and FastAPI send *.failed with the traceback as the message, then
+                # raise the same exception: it has been said already.
+                pass
+            elif self._startup_done.is_set():
                 self.log.exception("Exception in ASGI lifespan after startup")
             elif self.mode == "auto":
                 self._unsupported = True
                 self.log.info("ASGI 'lifespan' protocol appears unsupported (%s: %s); "
                               "continuing without it", type(exc).__name__, exc)
             else:
-                self.log.exception("Exception in ASGI lifespan startup")
-                self._failure = f"{type(exc).__name__}: {exc}"
+                # Reported once, by the worker, as the startup failure; the traceback starts
+                # at the app's frames.
+                self._failure = "".join(traceback.format_exception(
+                    type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None))
         else:
             if not self._startup_done.is_set():
                 # Returning without a startup message means the app ignores lifespan.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,8 @@ MAX_HEADERS = 32768
 DEFAULT_MAX_HEADERFIELD_SIZE = 8190
 # What "0 = unlimited" means here: large, but still a bound, so memory stays bounded.
 UNLIMITED_LINE = 1024 * 1024
+# worker_connections=0: no limit (the file descriptor limit still applies).
+UNLIMITED_CONNECTIONS = sys.maxsize
 
 ENV_PREFIX = "ASGI_WORKER_"
 
@@ -96,7 +99,8 @@ def from_cfg(cfg: Any, *, parser: str, max_requests: int, log: Any = None) -> Se
     lifespan = _choice(env.get("LIFESPAN", get("asgi_lifespan", "auto")), ("auto", "on", "off"),
                        "LIFESPAN")
 
-    warnings = _unsupported(cfg)
+    warnings = list(_unsupported(cfg))
+    worker_connections = _worker_connections(int(get("worker_connections", 1000)), warnings)
     ws_max = env.get("WS_MAX_MESSAGE_SIZE")
     settings = Settings(
         parser=parser,
@@ -108,7 +112,7 @@ def from_cfg(cfg: Any, *, parser: str, max_requests: int, log: Any = None) -> Se
         header_timeout=_positive(env.get("HEADER_TIMEOUT", "10"), "HEADER_TIMEOUT"),
         body_timeout=_positive(env.get("BODY_TIMEOUT", "60"), "BODY_TIMEOUT"),
         send_timeout=_positive(env.get("SEND_TIMEOUT", "60"), "SEND_TIMEOUT"),
-        worker_connections=max(1, int(get("worker_connections", 1000))),
+        worker_connections=worker_connections,
         max_requests=max_requests,
         limit_request_line=_limit_line(int(get("limit_request_line", 4094))),
         limit_request_fields=_limit_fields(int(get("limit_request_fields", 100))),
@@ -268,6 +272,19 @@ def _bool(value: str, name: str) -> bool:
     if lowered in ("0", "off", "false", "no"):
         return False
     raise SettingsError(f"{ENV_PREFIX}{name}={value!r}: expected on or off")
+
+
+def _worker_connections(value: int, warnings: list[str]) -> int:
+    """Gunicorn accepts 0, and its own gthread and gevent workers then serve no connection at
+    all; 0 means "no limit" here, as 0 does for Gunicorn's ``limit_request_*``, and we say so."""
+    if value < 0:
+        raise SettingsError(f"worker_connections={value}: expected 0 (no limit) or more")
+    if value == 0:
+        warnings.append("worker_connections=0: no limit on simultaneous connections per "
+                        "worker (only the open-files limit bounds them); set a number to "
+                        "cap them")
+        return UNLIMITED_CONNECTIONS
+    return value
 
 
 def _limit_line(value: int) -> int:

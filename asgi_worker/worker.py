@@ -17,12 +17,14 @@ import threading
 import time
 import traceback
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
+import gunicorn
 from gunicorn.workers.base import Worker as GunicornWorker
 
 from . import settings as settings_module
 from .accesslog import AccessLogger
+from .application import ASGI2, NotASGIError, asgi3_app
 from .hooks import RequestHooks
 from .http.h11_protocol import H11Protocol
 from .http.httptools_protocol import HttpToolsProtocol
@@ -36,6 +38,8 @@ from .websocket import upgrade as websocket_upgrade
 
 # Gunicorn's arbiter halts instead of respawning when a worker exits with this code.
 WORKER_BOOT_ERROR = 3
+# How long a worker whose boot failed waits for the arbiter to stop it (see _boot_failed).
+BOOT_ERROR_WAIT = 10.0
 
 
 class Worker(GunicornWorker):
@@ -54,6 +58,10 @@ class Worker(GunicornWorker):
         self.hooks: Any = None
         self._quit_early = False
         self._watchdog_stop = threading.Event()
+        self._loop_signals = False
+        self._blocked_reported = False
+        self._aborting = False
+        self._aborted_task: asyncio.Task[Any] | None = None
 
     # -- Gunicorn's worker contract ------------------------------------------------------------
 
@@ -77,8 +85,7 @@ class Worker(GunicornWorker):
             self.websocket_upgrade = _websocket_upgrade(self.settings)
             self.hooks = _hooks(self, self.settings)
         except SettingsError as exc:
-            self.log.error("asgi_worker cannot start: %s", exc)
-            sys.exit(WORKER_BOOT_ERROR)
+            self._boot_failed(f"asgi_worker cannot start: {exc}")
         for warning in self.settings.warnings:
             self.log.warning("asgi_worker: %s", warning)
         asyncio.set_event_loop(self.loop)
@@ -102,10 +109,23 @@ class Worker(GunicornWorker):
         # SIGABRT stays a plain handler: the arbiter sends it when the loop is blocked, so a
         # loop-based handler would never run.
         signal.signal(signal.SIGABRT, self.handle_abort)
+        self._loop_signals = True
 
     def load_wsgi(self) -> None:
         """Gunicorn's name for loading the app; ours is an ASGI callable."""
-        self.wsgi = self.app.wsgi()
+        try:
+            app = self.app.wsgi()
+        except Exception as exc:
+            if self._claim_boot_error_report():
+                raise  # Gunicorn reports it and stops: 4 (App failed to load) or 3
+            self._boot_failed(f"{type(exc).__name__}: {exc}", reporter=False)
+        name = getattr(self.app, "app_uri", None) or repr(app)
+        try:
+            self.wsgi, kind = asgi3_app(app, name)
+        except NotASGIError as exc:
+            self._boot_failed(f"asgi_worker cannot serve the app: {exc}")
+        if kind == ASGI2:
+            self.log.info("%s is an ASGI 2 (double callable) app: served as ASGI 3", name)
 
     def run(self) -> None:
         loop = self.loop
@@ -116,30 +136,109 @@ class Worker(GunicornWorker):
         try:
             loop.run_until_complete(self._serve())
         except LifespanFailure as exc:
-            self.log.error("ASGI lifespan startup failed: %s; stopping", exc)
-            sys.exit(WORKER_BOOT_ERROR)
+            self._boot_failed(_startup_failed(str(exc)))
         except Exception:
             if self.server is not None and self.server.started:
                 raise
             # Failing before the first accept would fail again in every new worker: tell the
             # arbiter to stop instead of fork-looping.
-            self.log.exception("asgi_worker failed to start")
-            sys.exit(WORKER_BOOT_ERROR)
+            self._boot_failed("asgi_worker failed to start:\n" + traceback.format_exc())
         finally:
             self._watchdog_stop.set()
+            task = self._aborted_task
+            if task is not None and task.done() and not task.cancelled():
+                task.exception()  # retrieved: the kill was logged already
             _close_loop(loop)
             if self.access_logger is not None:
                 self.access_logger.flush()
 
     def handle_abort(self, sig: int, frame: FrameType | None) -> None:
-        """The arbiter's timeout kill: say what was running and where, then exit."""
+        """The arbiter's timeout kill: one line (the watchdog logged the stack), then exit."""
         self.alive = False
-        self._report_blocked(frame, reason="worker timeout (the event loop stopped "
-                                           "calling notify())")
+        self._aborting = True
+        server = self.server
+        blocked = time.monotonic() - server.last_tick if server is not None else 0.0
+        reason = (f"Worker timeout: the event loop was blocked for {blocked:.1f}s (timeout is "
+                  f"{self._timeout():g}s); exiting")
+        if self._blocked_reported:
+            requests = server.in_flight() if server is not None else []
+            self.log.error("%s. Requests in flight: %s (stack in the warning above)", reason,
+                           "; ".join(requests) or "none")
+        else:
+            self._report_blocked(frame, reason, self.log.error)
         if self.access_logger is not None:
             self.access_logger.flush()
         self.cfg.worker_abort(self)
+        loop = self.loop
+        # SystemExit unwinds the blocked code; when that is a task, asyncio would later log
+        # "Task exception was never retrieved" for it (see run()).
+        self._aborted_task = asyncio.current_task(loop) if loop is not None else None
         sys.exit(1)
+
+    # -- boot failures -------------------------------------------------------------------------
+
+    @classmethod
+    def check_config(cls, cfg: Any, log: Any) -> None:
+        """Called once in the arbiter before the first fork: lay down the boot-error token."""
+        read, write = os.pipe()
+        os.write(write, b"!")
+        os.close(write)
+        os.set_blocking(read, False)
+        cls._boot_error_token = read
+
+    _boot_error_token: int | None = None
+
+    def _boot_failed(self, message: str, reporter: bool | None = None) -> NoReturn:
+        """Stop a worker that cannot serve, so that Gunicorn stops cleanly with exit status 3.
+
+        Every worker fails the same way, and when a second one exits with WORKER_BOOT_ERROR
+        while the arbiter is already halting for the first, Gunicorn prints a ``HaltServer``
+        traceback and exits 1. So one worker, the one that takes the single byte the arbiter
+        put in a pipe before forking, logs the failure and exits 3; the others say it in one
+        line and wait for the arbiter's SIGTERM, then exit 0. A worker the arbiter has already
+        told to stop exits 0 as well.
+        """
+        if reporter is None:
+            reporter = self._claim_boot_error_report()
+        if reporter:
+            self.log.error("%s", message.rstrip())
+        else:
+            last_line = (message.strip() or "failed").splitlines()[-1]
+            if len(last_line) > 160:
+                last_line = last_line.split(". ")[0]
+            self.log.error("%s (as in another worker, which stops Gunicorn)", last_line)
+        deadline = time.monotonic() + (0.0 if reporter else BOOT_ERROR_WAIT)
+        self._wait_for_stop(deadline)
+        sys.exit(0 if not self.alive else WORKER_BOOT_ERROR)
+
+    def _wait_for_stop(self, deadline: float) -> None:
+        """Act on a stop signal already sent, then wait for one until ``deadline``."""
+        loop = self.loop
+        if self._loop_signals and loop is not None and not loop.is_closed():
+            # The loop's handlers only run while it runs: a SIGTERM that came while the
+            # lifespan failed waits in it.
+            loop.run_until_complete(self._wait_stopped(deadline))
+            return
+        while self.alive and time.monotonic() < deadline:
+            self.notify()
+            time.sleep(0.05)
+
+    async def _wait_stopped(self, deadline: float) -> None:
+        await asyncio.sleep(0)
+        while self.alive and time.monotonic() < deadline:
+            self.notify()
+            await asyncio.sleep(0.05)
+
+    def _claim_boot_error_report(self) -> bool:
+        token = self._boot_error_token
+        if token is None:
+            return True
+        try:
+            return os.read(token, 1) == b"!"
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
 
     # -- serving -------------------------------------------------------------------------------
 
@@ -164,6 +263,8 @@ class Worker(GunicornWorker):
 
     def _heartbeat(self) -> None:
         """Called from the server's tick: prove the loop is alive, notice a dead arbiter."""
+        if self._aborting:
+            return  # killed for timeout: the loop only runs to cancel what is left
         self.notify()
         server = self.server
         if server is None or server.draining:
@@ -190,12 +291,10 @@ class Worker(GunicornWorker):
     # -- the blocked-loop watchdog ---------------------------------------------------------------
 
     def _watchdog(self) -> None:
-        """Dump the main thread's stack once the loop has not ticked for most of ``timeout``."""
-        settings = self.settings
-        assert settings is not None
-        threshold = settings.timeout * 0.75
-        interval = min(1.0, max(settings.timeout / 10, 0.05))
-        reported = False
+        """Log the blocking stack once the loop has not ticked for most of ``timeout``."""
+        timeout = self._timeout()
+        threshold = timeout * 0.75
+        interval = min(1.0, max(timeout / 10, 0.05))
         main_id = threading.main_thread().ident
         while not self._watchdog_stop.wait(interval):
             server = self.server
@@ -203,22 +302,25 @@ class Worker(GunicornWorker):
                 continue
             stalled = time.monotonic() - server.last_tick
             if stalled < threshold:
-                reported = False
-            elif not reported:
-                reported = True
+                self._blocked_reported = False
+            elif not self._blocked_reported:
                 frame = sys._current_frames().get(main_id or 0)
-                self._report_blocked(frame, reason=f"the event loop has been blocked for "
-                                                   f"{stalled:.1f}s (timeout is "
-                                                   f"{settings.timeout:g}s)")
+                self._report_blocked(frame, f"The event loop has been blocked for "
+                                            f"{stalled:.1f}s (timeout is {timeout:g}s): the "
+                                            f"arbiter kills the worker at {timeout:g}s",
+                                     self.log.warning)
+                self._blocked_reported = True
 
-    def _report_blocked(self, frame: FrameType | None, reason: str) -> None:
+    def _report_blocked(self, frame: FrameType | None, reason: str, log: Any) -> None:
         server = self.server
         requests = server.in_flight() if server is not None else []
-        stack = "".join(traceback.format_stack(frame)) if frame is not None else "(unknown)\n"
-        self.log.error("%s\nRequests in flight: %s\nMain thread stack (most recent call last):\n%s",
-                       reason, "; ".join(requests) or "none", stack.rstrip())
+        log("%s\nRequests in flight: %s\n%s", reason, "; ".join(requests) or "none",
+            _app_stack(frame))
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _timeout(self) -> float:
+        return self.settings.timeout if self.settings is not None else 0.0
 
     def _budget(self) -> int:
         return 0 if self.max_requests >= sys.maxsize else int(self.max_requests)
@@ -261,6 +363,39 @@ def _queued_by_arbiter_handler(handler: Any) -> list[int]:
         except Exception:  # queue.Empty
             break
     return signals
+
+
+def _app_stack(frame: FrameType | None) -> str:
+    """The main thread's stack from where the app took over: after this module's frames (the
+    process's start, the arbiter's fork or reload before them) and the event loop's and the
+    worker's frames that follow."""
+    if frame is None:
+        return "Stack: unknown"
+    frames = traceback.extract_stack(frame)
+    entered = 1 + max((index for index, summary in enumerate(frames)
+                       if summary.filename == _THIS_FILE), default=-1)
+    start = next((index for index in range(entered, len(frames))
+                  if not _is_server_file(frames[index].filename)), entered)
+    text = "".join(traceback.format_list(frames[start:])).rstrip()
+    return (f"Stack of the code blocking the loop (most recent call last; {start} outer frames "
+            f"of Gunicorn, the event loop and the worker left out):\n{text}")
+
+
+_THIS_FILE = __file__
+_SERVER_DIRS = tuple(os.path.dirname(os.path.abspath(path)) + os.sep
+                     for path in (asyncio.__file__ or "", gunicorn.__file__ or "", _THIS_FILE))
+
+
+def _is_server_file(filename: str) -> bool:
+    return filename.startswith(_SERVER_DIRS) or "uvloop" in filename
+
+
+def _startup_failed(detail: str) -> str:
+    """The one log message of a failed lifespan startup, in uvicorn's words."""
+    detail = detail.strip() or "no message"
+    separator = "\n" if "\n" in detail else " "
+    return (f"Application startup failed. Exiting. The app's lifespan startup failed with:"
+            f"{separator}{detail}")
 
 
 def _protocol_factory(parser: str) -> Any:

@@ -23,7 +23,7 @@ from ..proxy import (
     parse_proxy_header,
 )
 from .cycle import ASGI_VERSION, RequestCycle, describe_request
-from .errors import RESPONSES, RequestError
+from .errors import RESPONSES, RequestError, body_limit_detail
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -282,7 +282,9 @@ class HTTPConnection(asyncio.Protocol):
         else:
             has_body = content_length > 0
             if has_body and 0 < self.settings.max_body_size < content_length:
-                raise RequestError("body_too_large", f"Content-Length {content_length}")
+                raise RequestError("body_too_large", body_limit_detail(
+                    f"Content-Length {content_length}", self.settings.max_body_size)
+                    + "; answered 413 Content Too Large")
         self.body_received = 0
         scope = self._build_scope(method, target, http_version, headers, forwarded)
         if upgrade:
@@ -318,7 +320,8 @@ class HTTPConnection(asyncio.Protocol):
         if max_body:
             self.body_received += len(data)
             if self.body_received > max_body:
-                raise RequestError("body_too_large", f"more than {max_body} body bytes")
+                raise RequestError("body_too_large", body_limit_detail(
+                    "the request body", max_body))
         if cycle.complete:
             self._discard(len(data))
         else:

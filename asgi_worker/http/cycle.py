@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from ..accessformat import escape_text
 from ..types import ASGIApp, Message
+from .errors import reason_phrase
 
 if TYPE_CHECKING:
     from .connection import HTTPConnection
@@ -54,10 +54,7 @@ def status_line(status: int) -> bytes:
     """``HTTP/1.1 <status> <phrase>\\r\\n``, cached per status code."""
     line = _STATUS_LINES.get(status)
     if line is None:
-        try:
-            phrase = HTTPStatus(status).phrase.encode("ascii")
-        except ValueError:
-            phrase = b""
+        phrase = reason_phrase(status).encode("ascii")
         line = _STATUS_LINES[status] = b"HTTP/1.1 %d %s\r\n" % (status, phrase)
     return line
 
