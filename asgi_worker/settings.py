@@ -154,14 +154,24 @@ def build_ssl_context(cfg: Any) -> ssl.SSLContext:
     if not isinstance(context, ssl.SSLContext):
         raise SettingsError(f"the ssl_context hook returned {type(context).__name__}, "
                             "not an ssl.SSLContext")
+    if ssl.HAS_ALPN:
+        # Gunicorn's factory offers h2 when http_protocols has it (and an ssl_context hook may
+        # set anything): ALPN must offer only what this worker serves, or a client that picks
+        # h2 gets a connection that refuses its preface.
+        context.set_alpn_protocols(list(SERVED_ALPN))
     return context
+
+
+# The ALPN protocol ids this worker serves over TLS, in order of preference.
+SERVED_ALPN = ("http/1.1",)
 
 
 # Settings this worker does not honour, with what to do instead. Each is reported once at
 # start-up when the user changed it from Gunicorn's default.
 UNSUPPORTED: dict[str, str] = {
     "threads": "this worker runs one event loop per process; use --workers to scale",
-    "http_protocols": "this worker speaks HTTP/1.1 (and WebSocket) only",
+    "http_protocols": "this worker does not serve HTTP/2 yet: TLS ALPN offers http/1.1 "
+                      "only, so HTTP/2-capable clients are served HTTP/1.1",
     "http2_cleartext": "this worker speaks HTTP/1.1 (and WebSocket) only",
     "protocol": "only the HTTP protocol is served (no uwsgi)",
     "sendfile": "ASGI apps send bodies through send(); there is no file wrapper to sendfile",
