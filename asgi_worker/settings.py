@@ -23,6 +23,13 @@ DEFAULT_MAX_HEADERFIELD_SIZE = 8190
 UNLIMITED_LINE = 1024 * 1024
 # worker_connections=0: no limit (the file descriptor limit still applies).
 UNLIMITED_CONNECTIONS = sys.maxsize
+# HTTP/2 bounds (RFC 9113 sections 6.5.2 and 6.9.1).
+MIN_FRAME_SIZE = 16384
+MAX_FRAME_SIZE = 16777215
+MAX_WINDOW_SIZE = 2**31 - 1
+# The oldest h2 release the http2 extra allows (Gunicorn requires the same).
+H2_MIN_VERSION = (4, 1)
+HTTP2_EXTRA = "pip install 'asgi-worker[http2]'"
 
 ENV_PREFIX = "ASGI_WORKER_"
 
@@ -62,6 +69,13 @@ class Settings:
     proxy_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
     # TLS
     ssl_context: ssl.SSLContext | None = None
+    # HTTP/2 (Gunicorn's settings of the same names)
+    http_protocols: tuple[str, ...] = ("h1",)
+    http2_cleartext: str = "off"
+    http2_max_concurrent_streams: int = 100
+    http2_initial_window_size: int = 65535
+    http2_max_frame_size: int = MIN_FRAME_SIZE
+    http2_max_header_list_size: int = 65536
     # Logging and hooks
     access_log_enabled: bool = False
     access_log_format: str = ""
@@ -76,6 +90,11 @@ class Settings:
     ws_per_message_deflate: bool = True
     # Start-up warnings for settings this worker cannot honour
     warnings: tuple[str, ...] = ()
+
+    @property
+    def http2(self) -> bool:
+        """Whether HTTP/2 is asked for (``h2`` in ``http_protocols``)."""
+        return "h2" in self.http_protocols
 
     @property
     def max_head_size(self) -> int:
@@ -101,6 +120,8 @@ def from_cfg(cfg: Any, *, parser: str, max_requests: int, log: Any = None) -> Se
 
     warnings = list(_unsupported(cfg))
     worker_connections = _worker_connections(int(get("worker_connections", 1000)), warnings)
+    is_ssl = bool(getattr(cfg, "is_ssl", False))
+    protocols, cleartext, http2_warnings = _http2_negotiation(get, is_ssl)
     ws_max = env.get("WS_MAX_MESSAGE_SIZE")
     settings = Settings(
         parser=parser,
@@ -125,7 +146,18 @@ def from_cfg(cfg: Any, *, parser: str, max_requests: int, log: Any = None) -> Se
         forwarder_headers=_name_list(get("forwarder_headers", "")),
         proxy_protocol=_proxy_protocol_mode(get("proxy_protocol", False)),
         proxy_allow_ips=_ip_list(get("proxy_allow_ips", "127.0.0.1,::1")),
-        ssl_context=build_ssl_context(cfg) if getattr(cfg, "is_ssl", False) else None,
+        ssl_context=build_ssl_context(cfg) if is_ssl else None,
+        http_protocols=protocols,
+        http2_cleartext=cleartext,
+        http2_max_concurrent_streams=_bounded(get("http2_max_concurrent_streams", 100),
+                                              "http2_max_concurrent_streams", 1, MAX_WINDOW_SIZE),
+        http2_initial_window_size=_bounded(get("http2_initial_window_size", 65535),
+                                           "http2_initial_window_size", 0, MAX_WINDOW_SIZE),
+        http2_max_frame_size=_bounded(get("http2_max_frame_size", MIN_FRAME_SIZE),
+                                      "http2_max_frame_size", MIN_FRAME_SIZE, MAX_FRAME_SIZE),
+        http2_max_header_list_size=_bounded(get("http2_max_header_list_size", 65536),
+                                            "http2_max_header_list_size", 0, MAX_WINDOW_SIZE)
+        or UNLIMITED_LINE,
         access_log_enabled=_access_log_enabled(get),
         access_log_format=str(get("access_log_format", "")),
         access_log_fast=_fast_access_log(cfg, log),
@@ -138,7 +170,7 @@ def from_cfg(cfg: Any, *, parser: str, max_requests: int, log: Any = None) -> Se
         else int(get("websocket_max_message_size", 16 * 1024 * 1024)),
         ws_per_message_deflate=_bool(env.get("WS_PER_MESSAGE_DEFLATE", "on"),
                                      "WS_PER_MESSAGE_DEFLATE"),
-        warnings=tuple(warnings),
+        warnings=(*warnings, *http2_warnings),
     )
     return settings
 
@@ -158,15 +190,22 @@ def build_ssl_context(cfg: Any) -> ssl.SSLContext:
     if not isinstance(context, ssl.SSLContext):
         raise SettingsError(f"the ssl_context hook returned {type(context).__name__}, "
                             "not an ssl.SSLContext")
+    if ssl.HAS_ALPN:
+        # Gunicorn's factory offers h2 when http_protocols has it (and an ssl_context hook may
+        # set anything): ALPN must offer only what this worker serves, or a client that picks
+        # h2 gets a connection that refuses its preface.
+        context.set_alpn_protocols(list(SERVED_ALPN))
     return context
+
+
+# The ALPN protocol ids this worker serves over TLS, in order of preference.
+SERVED_ALPN = ("http/1.1",)
 
 
 # Settings this worker does not honour, with what to do instead. Each is reported once at
 # start-up when the user changed it from Gunicorn's default.
 UNSUPPORTED: dict[str, str] = {
     "threads": "this worker runs one event loop per process; use --workers to scale",
-    "http_protocols": "this worker speaks HTTP/1.1 (and WebSocket) only",
-    "http2_cleartext": "this worker speaks HTTP/1.1 (and WebSocket) only",
     "protocol": "only the HTTP protocol is served (no uwsgi)",
     "sendfile": "ASGI apps send bodies through send(); there is no file wrapper to sendfile",
     "permit_obsolete_folding": "obsolete line folding is always refused (400)",
@@ -196,10 +235,92 @@ def _unsupported(cfg: Any) -> tuple[str, ...]:
         value = setting.get()
         if name == "sendfile" and not value:
             continue
-        if value != setting.default and not (name == "http_protocols" and value in
-                                              ("h1", ["h1"], ("h1",))):
+        if value != setting.default:
             warnings.append(f"{name}={value!r} is not honoured: {why}")
     return tuple(warnings)
+
+
+def _http2_negotiation(get: Callable[[str, Any], Any],
+                       is_ssl: bool) -> tuple[tuple[str, ...], str, list[str]]:
+    """``http_protocols`` and ``http2_cleartext``, and what to say about them at start-up.
+
+    HTTP/2 asked for without the h2 package stops the worker with what to install; h2 is
+    imported only then, so a worker serving HTTP/1.1 never loads it.
+    """
+    warnings: list[str] = []
+    protocols = _http_protocols(get("http_protocols", "h1"), warnings)
+    cleartext = _http2_cleartext(get("http2_cleartext", "off"))
+    wanted = ",".join(protocols)
+    if "h2" not in protocols:
+        if cleartext != "off":
+            warnings.append(f"http2_cleartext={cleartext!r} has no effect: http_protocols "
+                            "has no h2")
+        return protocols, cleartext, warnings
+    _require_h2(wanted)
+    warnings.append(f"http_protocols={wanted}: HTTP/2 is not served yet; TLS ALPN offers "
+                    "http/1.1 only, so HTTP/2-capable clients are served HTTP/1.1")
+    if is_ssl and cleartext != "off":
+        warnings.append(f"http2_cleartext={cleartext!r} is ignored with TLS: HTTP/2 is "
+                        "negotiated by ALPN")
+    elif not is_ssl and cleartext == "off":
+        warnings.append(f"http_protocols={wanted} without TLS and with http2_cleartext off: "
+                        "HTTP/2 can never be negotiated, every client is served HTTP/1.x")
+    return protocols, cleartext, warnings
+
+
+def _http_protocols(value: Any, warnings: list[str]) -> tuple[str, ...]:
+    """``http_protocols`` in order of preference; ``h3`` is reported as not available."""
+    if isinstance(value, str):
+        value = value.split(",")
+    protocols: list[str] = []
+    for item in value or ():
+        name = str(item).strip().lower()
+        if not name or name in protocols:
+            continue
+        if name == "h3":
+            warnings.append("http_protocols: h3 (HTTP/3) is not available in this worker; "
+                            "the other protocols are served")
+            continue
+        if name not in ("h1", "h2"):
+            raise SettingsError(f"http_protocols: unknown protocol {name!r} (expected h1, h2)")
+        protocols.append(name)
+    return tuple(protocols) or ("h1",)
+
+
+def _http2_cleartext(value: Any) -> str:
+    """``off``, ``prior-knowledge``, ``upgrade`` or ``both``."""
+    if isinstance(value, bool):  # Gunicorn reads `http2_cleartext = True` this way
+        return "prior-knowledge" if value else "off"
+    mode = str(value or "off").strip().lower()
+    if mode not in ("off", "prior-knowledge", "upgrade", "both"):
+        raise SettingsError(f"http2_cleartext={value!r}: expected off, prior-knowledge, "
+                            "upgrade or both")
+    return mode
+
+
+def _require_h2(wanted: str) -> None:
+    """Stop with what to install when the h2 package is missing or too old."""
+    try:
+        import h2
+    except ImportError:
+        raise SettingsError(f"http_protocols={wanted} asks for HTTP/2, which needs the h2 "
+                            f"package: {HTTP2_EXTRA}") from None
+    installed = str(getattr(h2, "__version__", "0"))
+    version = tuple(int(part) for part in installed.split(".")[:2] if part.isdigit())
+    if version < H2_MIN_VERSION:
+        raise SettingsError(f"http_protocols={wanted} asks for HTTP/2, which needs h2 "
+                            f"{'.'.join(map(str, H2_MIN_VERSION))} or newer (installed: "
+                            f"{installed}): {HTTP2_EXTRA}")
+
+
+def _bounded(value: Any, name: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{name}={value!r}: expected an integer") from None
+    if not low <= number <= high:
+        raise SettingsError(f"{name}={value!r}: expected {low} to {high}")
+    return number
 
 
 KNOWN_ENV = frozenset({

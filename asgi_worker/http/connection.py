@@ -24,6 +24,7 @@ from ..proxy import (
 )
 from .cycle import ASGI_VERSION, RequestCycle, describe_request
 from .errors import RESPONSES, RequestError, body_limit_detail
+from .h1_framing import H1Framing
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -53,10 +54,10 @@ class HTTPConnection(asyncio.Protocol):
 
     __slots__ = (
         "app", "body_received", "client", "closed", "cycle", "deadline", "discarded",
-        "forwarded_trusted", "head_bytes", "head_keep_alive", "head_pending", "input_done", "log",
-        "loop", "parsing", "pending_error", "pipeline", "proxy_buffer", "proxy_trusted",
-        "read_paused", "scheme", "server", "settings", "sockname", "special_headers", "transport",
-        "upgrade_scope", "write_paused", "write_waiter",
+        "forwarded_trusted", "framing", "head_bytes", "head_keep_alive", "head_pending",
+        "input_done", "log", "loop", "parsing", "pending_error", "pipeline", "proxy_buffer",
+        "proxy_trusted", "read_paused", "scheme", "server", "settings", "sockname",
+        "special_headers", "transport", "upgrade_scope", "write_paused", "write_waiter",
     )
 
     def __init__(self, server: Server) -> None:
@@ -70,6 +71,7 @@ class HTTPConnection(asyncio.Protocol):
         self.sockname: tuple[str, int] | tuple[str, None] | None = None
         self.scheme = "http"
         self.cycle: RequestCycle | None = None  # the request being answered
+        self.framing = H1Framing(self)  # the framing of its response
         self.parsing: RequestCycle | None = None  # the request whose body is being read
         self.pipeline: deque[RequestCycle] = deque()
         self.read_paused = False
