@@ -114,10 +114,10 @@ def test_blocking_dirty_task_leaves_the_event_loop_free(start_server, worker_cla
 
 
 def control_server(start_server, worker_class: str,  # type: ignore[no-untyped-def]
-                   tmp_path: Path) -> tuple[GunicornServer, Path]:
+                   socket_dir: Path) -> tuple[GunicornServer, Path]:
     """Two workers and a control socket of their own (conftest adds --no-control-socket
     unless the arguments name one)."""
-    socket_path = tmp_path / "ctl.sock"
+    socket_path = socket_dir / "ctl.sock"
     srv = start_server("tests.apps.basic:app", "--control-socket", str(socket_path),
                        worker=worker_class, workers=2)
     assert wait_until(socket_path.exists), srv.log()
@@ -135,8 +135,8 @@ def served(srv: GunicornServer) -> bool:
 
 
 @needs_control
-def test_control_show_workers(start_server, worker_class, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    srv, socket_path = control_server(start_server, worker_class, tmp_path)
+def test_control_show_workers(start_server, worker_class, socket_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    srv, socket_path = control_server(start_server, worker_class, socket_dir)
     assert shown_workers(socket_path) == srv.worker_pids()
     assert len(srv.worker_pids()) == 2
     stats = gunicornc(socket_path, "show stats")
@@ -147,8 +147,8 @@ def test_control_show_workers(start_server, worker_class, tmp_path: Path) -> Non
 
 
 @needs_control
-def test_control_worker_add_and_remove(start_server, worker_class, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    srv, socket_path = control_server(start_server, worker_class, tmp_path)
+def test_control_worker_add_and_remove(start_server, worker_class, socket_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    srv, socket_path = control_server(start_server, worker_class, socket_dir)
     before = srv.worker_pids()
     assert gunicornc(socket_path, "worker add 1") == {"added": 1, "previous": 2, "total": 3}
     srv.wait_ready(workers=3)
@@ -167,8 +167,8 @@ def test_control_worker_add_and_remove(start_server, worker_class, tmp_path: Pat
 
 
 @needs_control
-def test_control_worker_kill_is_replaced(start_server, worker_class, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    srv, socket_path = control_server(start_server, worker_class, tmp_path)
+def test_control_worker_kill_is_replaced(start_server, worker_class, socket_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    srv, socket_path = control_server(start_server, worker_class, socket_dir)
     victim, survivor = srv.worker_pids()
     assert gunicornc(socket_path, f"worker kill {victim}") == {"success": True, "killed": victim}
     srv.wait_ready(workers=3)  # a replacement booted
@@ -185,8 +185,8 @@ def test_control_worker_kill_is_replaced(start_server, worker_class, tmp_path: P
 
 @needs_control
 def test_control_reload_replaces_every_worker(start_server, worker_class,  # type: ignore[no-untyped-def]
-                                              tmp_path: Path) -> None:
-    srv, socket_path = control_server(start_server, worker_class, tmp_path)
+                                              socket_dir: Path) -> None:
+    srv, socket_path = control_server(start_server, worker_class, socket_dir)
     before = set(srv.worker_pids())
     assert gunicornc(socket_path, "reload") == {"status": "reloading"}
     srv.wait_for_log("Handling signal: hup")
@@ -200,8 +200,9 @@ def test_control_reload_replaces_every_worker(start_server, worker_class,  # typ
 
 @needs_control
 @needs_dirty
-def test_control_shows_the_dirty_pool(start_server, worker_class, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    socket_path = tmp_path / "ctl.sock"
+def test_control_shows_the_dirty_pool(start_server, worker_class, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                      socket_dir: Path) -> None:
+    socket_path = socket_dir / "ctl.sock"
     srv = start_server("tests.apps.dirty:app", "--control-socket", str(socket_path),
                        *dirty_args(tmp_path), worker=worker_class)
     srv.wait_for_log(r"Initialized dirty app: tests\.apps\.dirty:Counter")

@@ -243,12 +243,13 @@ def test_preload_app_runs_lifespan_in_each_worker(start_server, worker_class) ->
     assert states <= set(srv.worker_pids()) and states
 
 
-def test_raw_env_chdir_pythonpath_umask(start_server, worker_class, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_raw_env_chdir_pythonpath_umask(start_server, worker_class, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                        socket_dir: Path) -> None:
     app_dir = tmp_path / "elsewhere"
     app_dir.mkdir()
     (app_dir / "moved_app.py").write_text("from tests.apps.basic import app\n")
     root = str(Path(__file__).resolve().parent.parent)
-    sock_path = tmp_path / "umask.sock"
+    sock_path = socket_dir / "umask.sock"
     srv = start_server("moved_app:app", "--chdir", str(app_dir), "--pythonpath", root,
                        "-e", "GREETING=hi", "--umask", "0o077", "-b", f"unix:{sock_path}",
                        worker=worker_class)
@@ -267,8 +268,9 @@ def test_user_and_group(start_server, worker_class) -> None:  # type: ignore[no-
     assert info["uid"] != 0 and info["gid"] != 0
 
 
-def test_backlog_reuse_port_and_several_binds(start_server, worker_class, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    path = tmp_path / "s.sock"
+def test_backlog_reuse_port_and_several_binds(start_server, worker_class,  # type: ignore[no-untyped-def]
+                                              socket_dir: Path) -> None:
+    path = socket_dir / "s.sock"
     srv = start_server("tests.apps.basic:app", "--backlog", "64", "-b", f"unix:{path}",
                        worker=worker_class)
     assert httpx.get(srv.url).status_code == 200

@@ -102,8 +102,8 @@ def test_worker_exits_when_the_arbiter_dies(start_server, worker_class) -> None:
 # -- sockets the arbiter hands us ---------------------------------------------------------------
 
 
-def test_unix_socket(start_server, worker_class, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    path = tmp_path / "gunicorn.sock"
+def test_unix_socket(start_server, worker_class, socket_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    path = socket_dir / "gunicorn.sock"
     srv = start_server("tests.apps.basic:app", worker=worker_class, bind=f"unix:{path}")
     transport = httpx.HTTPTransport(uds=str(path))
     with httpx.Client(transport=transport) as client:
