@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -19,6 +20,7 @@ class LoadResult:
     non_2xx: int = 0
     errors: int = 0
     connections_opened: int = 0
+    done: bool = False  # the caller's condition held: connections stop after their request
     samples: list[str] = field(default_factory=list)
 
     @property
@@ -53,7 +55,7 @@ async def _connection(port: int, path: str, deadline: float, max_requests: int,
     request = b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % path.encode()
     writer = None
     try:
-        while time.monotonic() < deadline and result.sent < max_requests:
+        while time.monotonic() < deadline and result.sent < max_requests and not result.done:
             if writer is None:
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 result.connections_opened += 1
@@ -81,10 +83,22 @@ async def _connection(port: int, path: str, deadline: float, max_requests: int,
 
 
 async def run_load(port: int, connections: int = 64, duration: float = 8.0,
-                   path: str = "/", max_requests: int = 1_000_000) -> LoadResult:
-    """Keep ``connections`` clients busy for ``duration`` seconds (bounded by count too)."""
+                   path: str = "/", max_requests: int = 1_000_000,
+                   until: Callable[[LoadResult], bool] | None = None) -> LoadResult:
+    """Keep ``connections`` clients busy for ``duration`` seconds (bounded by count too).
+
+    With ``until``, the load stops as soon as ``until(result)`` is true (checked every 0.1 s),
+    and ``duration`` is only the bound for a machine too slow to get there: a test states the
+    work it needs done, which holds on a faster and a slower machine alike.
+    """
     result = LoadResult()
     deadline = time.monotonic() + duration
-    await asyncio.gather(*(_connection(port, path, deadline, max_requests, result)
-                           for _ in range(connections)))
+    clients = asyncio.gather(*(_connection(port, path, deadline, max_requests, result)
+                               for _ in range(connections)))
+    while until is not None and not clients.done():
+        if until(result):
+            result.done = True
+            break
+        await asyncio.sleep(0.1)
+    await clients
     return result
