@@ -296,8 +296,20 @@ def test_reload_restarts_workers_on_code_change(start_server, worker_class, tmp_
     srv = start_server("reloadable:app", "--reload", "--chdir", str(tmp_path),
                        worker=worker_class)
     assert httpx.get(srv.url).text == "one"
-    time.sleep(1.1)
     module.write_text(template % "two")
+    # Gunicorn's poll reloader takes a file's first mtime as it first sees it (every second),
+    # so a change it has not yet seen the file before is not a change: move the mtime on
+    # until one is noticed, however long this machine takes to get there.
+    bumps = iter(range(1, 30))
+
+    def reloaded() -> bool:
+        if srv.log().count("Booting worker") >= 2:  # the old worker left, a new one boots
+            return True
+        later = time.time() + next(bumps)
+        os.utime(module, (later, later))
+        return False
+
+    assert wait_until(reloaded, timeout=45, interval=1.5), srv.log()[-2000:]
     srv.wait_ready(workers=2, timeout=20)
     assert wait_until(lambda: httpx.get(srv.url).text == "two", timeout=10)
 
@@ -325,9 +337,12 @@ def test_sigusr1_reopens_the_access_log(start_server, worker_class, tmp_path: Pa
     assert wait_until(lambda: access.exists() and "/first" in access.read_text())
     access.rename(tmp_path / "access.log.1")
     srv.signal(signal.SIGUSR1)
-    time.sleep(1.0)
-    httpx.get(srv.url + "/second")
-    assert wait_until(lambda: access.exists() and "/second" in access.read_text())
+    # The worker reopens when it gets to the signal: ask until a request lands in the new file.
+    assert wait_until(lambda: httpx.get(srv.url + "/second").status_code == 200 and
+                      access.exists() and "/second" in access.read_text(), timeout=20,
+                      interval=0.2)
+    assert "/first" in (tmp_path / "access.log.1").read_text()
+    assert "/first" not in access.read_text()
 
 
 def test_sigwinch_is_ignored(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.rawhttp import connect, exchange, read_response, read_until_close, status_of
+from tests.waiting import wait_until
 
 
 def get_json(url: str) -> dict:  # type: ignore[type-arg]
@@ -184,10 +185,13 @@ def test_chunked_body_with_trailers(server) -> None:  # type: ignore[no-untyped-
         assert read_response(sock)[2] == b"Hello, world!"
 
 
-def test_body_arrives_in_chunks_with_more_body(server) -> None:  # type: ignore[no-untyped-def]
+def test_body_arrives_in_chunks_with_more_body(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    marker = tmp_path / "chunks.txt"
     with connect(server.port) as sock:
-        sock.sendall(b"POST /chunks HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabcde")
-        time.sleep(0.2)
+        sock.sendall(b"POST /chunks?%s HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabcde"
+                     % str(marker).encode())
+        # The rest only once the app has the first part, however long that takes here.
+        assert wait_until(marker.exists)
         sock.sendall(b"fghij")
         _, _, body = read_response(sock)
     seen = json.loads(body)

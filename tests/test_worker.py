@@ -146,11 +146,14 @@ def test_inherited_file_descriptor(start_server, worker_class) -> None:  # type:
 # -- signals ------------------------------------------------------------------------------
 
 
-def test_sigterm_lets_in_flight_requests_finish(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
+def test_sigterm_lets_in_flight_requests_finish(start_server, worker_class,  # type: ignore[no-untyped-def]
+                                                 tmp_path: Path) -> None:
     srv = start_server("tests.apps.basic:app", worker=worker_class)
+    started = tmp_path / "started"
     with connect(srv.port) as sock:
-        sock.sendall(b"GET /sleep?1 HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(0.3)
+        sock.sendall(b"GET /sleep?1 HTTP/1.1\r\nHost: x\r\nX-Started-Marker: %s\r\n\r\n"
+                     % str(started).encode())
+        assert wait_until(started.exists)  # in flight in the app
         srv.signal(signal.SIGTERM)
         status, headers, body = read_response(sock)
     assert (status, body) == (200, b"slept 1")
@@ -162,13 +165,16 @@ def test_sigterm_cancels_what_outlives_graceful_timeout(start_server, worker_cla
                                                         tmp_path: Path) -> None:
     marker = tmp_path / "disconnect.txt"
     srv = start_server("tests.apps.basic:app", "--graceful-timeout", "2", worker=worker_class)
+    in_app = tmp_path / "started"
     sock = connect(srv.port)
-    sock.sendall(b"GET /wait-disconnect?%s HTTP/1.1\r\nHost: x\r\n\r\n" % str(marker).encode())
-    time.sleep(0.3)
+    sock.sendall(b"GET /wait-disconnect?%s HTTP/1.1\r\nHost: x\r\nX-Started-Marker: %s\r\n\r\n"
+                 % (str(marker).encode(), str(in_app).encode()))
+    assert wait_until(in_app.exists)  # the app is waiting for http.disconnect
     started = time.monotonic()
     srv.signal(signal.SIGTERM)
-    assert srv.proc.wait(10) == 0
-    assert time.monotonic() - started < 4
+    assert srv.proc.wait(20) == 0
+    # Well before Gunicorn's default graceful_timeout (30 s) would end it.
+    assert time.monotonic() - started < 2 + 6
     assert marker.read_text() == "disconnect\n"  # the app saw http.disconnect
     sock.close()
 
