@@ -212,3 +212,20 @@ def test_sigterm_while_workers_boot_is_not_lost(start_server, worker_class) -> N
     srv.proc.wait(15)
     # A lost SIGTERM makes the arbiter wait the whole graceful_timeout, then SIGKILL.
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_sigterm_before_the_loop_runs_is_not_lost(start_server, worker_class, loop: str,  # type: ignore[no-untyped-def]
+                                                  tmp_path: Path) -> None:
+    # Between init_signals() and the loop's first run (the app import, post_worker_init),
+    # a stop signal must still stop the worker.
+    marker = tmp_path / "termed"
+    srv = start_server("tests.apps.basic:app", "-c", "tests/apps/term_after_init_conf.py",
+                       worker=worker_class, env={"TERM_MARKER": str(marker),
+                                                 "ASGI_WORKER_LOOP": loop}, wait_ready=False)
+    srv.wait_for_log(r"Worker draining \(signal before start\)")
+    first = int(marker.read_text())
+    srv.wait_ready(workers=2)  # the replacement (the first worker logged ready, then drained)
+    assert wait_until(lambda: first not in srv.worker_pids())
+    assert len(srv.worker_pids()) == 1
+    assert httpx.get(srv.url).text == "Hello, world!"
