@@ -15,7 +15,13 @@ import httpx
 import pytest
 
 from tests.conftest import GUNICORN_MAJOR
-from tests.rawhttp import connect, exchange, read_response, read_until_close, status_of
+from tests.rawhttp import (
+    connect,
+    exchange,
+    read_response,
+    seconds_until_closed,
+    status_of,
+)
 from tests.waiting import wait_until
 
 # Gunicorn 24+ takes a mode; 23's flag takes no value (a value would be read as the app).
@@ -37,9 +43,9 @@ def scope_of(port: int, headers: bytes = b"") -> dict:  # type: ignore[type-arg]
 def test_keepalive_bounds_the_wait_for_the_first_request(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
     srv = start_server("tests.apps.basic:app", "--keep-alive", "1", worker=worker_class)
     with connect(srv.port) as sock:
-        started = time.monotonic()
-        assert read_until_close(sock, timeout=6) == b""
-        assert time.monotonic() - started < 3
+        closed_after = seconds_until_closed(sock)
+    # Closed (not just quiet) at the keep-alive, with seconds of slack for a busy machine.
+    assert closed_after is not None and 0.8 < closed_after < 1 + 5, closed_after
 
 
 def test_keepalive_zero_turns_keep_alive_off(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
@@ -318,14 +324,16 @@ def test_reload_restarts_workers_on_code_change(start_server, worker_class, tmp_
 
 
 def test_sigterm_closes_idle_keep_alive_connections(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
-    srv = start_server("tests.apps.basic:app", "--keep-alive", "30", worker=worker_class)
+    # A 30 s graceful_timeout: closing idle connections after the short grace (0.5 s) and
+    # waiting out graceful_timeout stay far apart, on any machine.
+    srv = start_server("tests.apps.basic:app", "--keep-alive", "60", "--graceful-timeout", "30",
+                       worker=worker_class)
     with connect(srv.port) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         read_response(sock)
         srv.signal(signal.SIGTERM)
-        started = time.monotonic()
-        assert read_until_close(sock, timeout=5) == b""
-        assert time.monotonic() - started < 2.5
+        closed_after = seconds_until_closed(sock, timeout=40)
+    assert closed_after is not None and closed_after < 10, closed_after
     assert srv.proc.wait(10) == 0
 
 

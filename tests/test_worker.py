@@ -83,10 +83,12 @@ def test_blocked_loop_is_killed_replaced_and_explained(start_server, worker_clas
 
 
 def test_awaiting_app_is_not_killed(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
-    srv = start_server("tests.apps.basic:app", "--timeout", "1", worker=worker_class)
+    # timeout 2: the tick (every 0.5 s) has a second of slack before the watchdog's 75% mark,
+    # and the app awaits more than twice the timeout.
+    srv = start_server("tests.apps.basic:app", "--timeout", "2", worker=worker_class)
     pids = srv.worker_pids()
-    response = httpx.get(srv.url + "/sleep?3.5", timeout=10)
-    assert response.text == "slept 3.5"
+    response = httpx.get(srv.url + "/sleep?4.5", timeout=15)
+    assert response.text == "slept 4.5"
     assert srv.worker_pids() == pids
     assert "blocked" not in srv.log()
 
@@ -194,24 +196,25 @@ def test_sigquit_is_a_fast_exit_and_runs_worker_int(start_server, worker_class, 
 def test_sigterm_between_fork_and_worker_start_is_not_lost(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
     # In the second after the fork the worker process still has the arbiter's handlers, which
     # queue a SIGTERM in the arbiter's (copied) queue instead of acting on it.
+    # graceful_timeout 30: a lost SIGTERM (30 s) and a slow but honoured one stay far apart.
     srv = start_server("tests.apps.basic:app", "-c", "tests/apps/slow_post_fork_conf.py",
-                       "--graceful-timeout", "10", worker=worker_class, wait_ready=False)
+                       "--graceful-timeout", "30", worker=worker_class, wait_ready=False)
     srv.wait_for_log("Booting worker")
     started = time.monotonic()
     srv.signal(signal.SIGTERM)
-    srv.proc.wait(15)
-    assert time.monotonic() - started < 5
+    srv.proc.wait(40)
+    assert time.monotonic() - started < 15
 
 
 def test_sigterm_while_workers_boot_is_not_lost(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
-    srv = start_server("tests.apps.basic:app", "--graceful-timeout", "10", worker=worker_class,
+    srv = start_server("tests.apps.basic:app", "--graceful-timeout", "30", worker=worker_class,
                        workers=4, wait_ready=False)
     srv.wait_for_log("Booting worker")
     started = time.monotonic()
     srv.signal(signal.SIGTERM)
-    srv.proc.wait(15)
-    # A lost SIGTERM makes the arbiter wait the whole graceful_timeout, then SIGKILL.
-    assert time.monotonic() - started < 5
+    srv.proc.wait(40)
+    # A lost SIGTERM makes the arbiter wait the whole graceful_timeout (30 s), then SIGKILL.
+    assert time.monotonic() - started < 15
 
 
 @pytest.mark.parametrize("loop", ["uvloop", "asyncio"])

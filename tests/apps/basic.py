@@ -109,6 +109,15 @@ async def slow_stream(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"second;"})
 
 
+async def stream_until_body(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A chunk, then wait for the request body (the client sends it once the chunk arrived),
+    then a chunk with the body."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"first;", "more_body": True})
+    body = await read_body(receive)
+    await send({"type": "http.response.body", "body": b"second;" + body})
+
+
 async def status(scope: dict[str, Any], receive: Any, send: Any) -> None:
     code = int(scope["path"].split("/")[2])
     await respond(send, code, b"" if code in (204, 304) else b"status body")
@@ -245,5 +254,5 @@ ROUTES = {
     "header-case": header_case,
     "block": block, "wait-disconnect": wait_disconnect, "no-read": no_read, "big": big,
     "state": state, "head-length": head_length, "process": process,
-    "slow-stream": slow_stream,
+    "slow-stream": slow_stream, "stream-until-body": stream_until_body,
 }
