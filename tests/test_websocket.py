@@ -9,6 +9,7 @@ client would never do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -492,15 +493,24 @@ def test_sigterm_closes_with_1001(start_server: Any, worker_class: str, tmp_path
 
 
 def test_upgrade_while_draining_is_503(start_server: Any, worker_class: str) -> None:
-    server = start_server(APP, worker=worker_class)
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert sock.recv(65536).endswith(b"plain HTTP")
-        server.signal(signal.SIGTERM)
-        # An idle keep-alive connection gets a moment to deliver a request once draining began.
-        server.wait_for_log("Worker draining", timeout=5)
-        sock.sendall(KEY_REQUEST % b"echo")
-        assert status_of(read_until_close(sock)) == 503
+    # An idle keep-alive connection gets a short grace (0.5 s) to deliver a request once
+    # draining began. A machine that stalls the test longer than that between seeing the log
+    # line and sending sees the connection closed unanswered (allowed): try again, three
+    # times at most. Any answer at all must be the 503.
+    outcomes = []
+    for _ in range(3):
+        server = start_server(APP, worker=worker_class)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(65536).endswith(b"plain HTTP")
+            server.signal(signal.SIGTERM)
+            server.wait_for_log("Worker draining", timeout=5)
+            with contextlib.suppress(OSError):
+                sock.sendall(KEY_REQUEST % b"echo")
+            outcomes.append(read_until_close(sock))
+        if outcomes[-1]:
+            break
+    assert status_of(outcomes[-1]) == 503, outcomes
 
 
 def test_max_requests_recycles_a_websocket_only_worker(start_server: Any, worker_class: str,
