@@ -1,6 +1,6 @@
 """Real gunicorn processes for the tests: start on a free loopback port, stop by PID.
 
-Every server gets its own HOME (Gunicorn 24+ opens a control socket under ``$HOME/.gunicorn``)
+Every server gets its own HOME (Gunicorn's control socket defaults to ``$HOME/.gunicorn``)
 and ``--no-control-socket`` where the installed Gunicorn has it, so servers never collide.
 Servers and clients get none of the settings a developer's shell may carry (Gunicorn's and the
 worker's environment variables, HTTP proxies), and the suite imports the same however pytest is
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import gunicorn
 import pytest
+from gunicorn.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `from tests.x import ...` without `python -m` from the root
@@ -39,6 +40,9 @@ os.environ["NO_PROXY"] = os.environ["no_proxy"] = ",".join(
     filter(None, [os.environ.get("NO_PROXY") or os.environ.get("no_proxy"), _LOOPBACK]))
 WORKERS = ["asgi_worker.Worker", "asgi_worker.H11Worker"]
 GUNICORN_MAJOR = int(gunicorn.__version__.split(".")[0])
+# The control socket came in Gunicorn 25.x (24.1 and 25.0 have no --no-control-socket).
+NO_CONTROL_SOCKET = (["--no-control-socket"] if "control_socket_disable" in Config().settings
+                     else [])
 _LISTENING = re.compile(r"Listening at: \S+?://[^\s:]+:(\d+)")
 
 
@@ -59,8 +63,8 @@ class GunicornServer:
         full_env.update(env or {})
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         command = [sys.executable, "-m", "gunicorn", *args]
-        if GUNICORN_MAJOR >= 24 and "--control-socket" not in args:
-            command.append("--no-control-socket")
+        if "--control-socket" not in args:
+            command.extend(NO_CONTROL_SOCKET)
         self.proc = subprocess.Popen(command, cwd=str(ROOT), env=full_env, stdout=self._log,
                                      stderr=subprocess.STDOUT, pass_fds=pass_fds)
         self.pid = self.proc.pid
