@@ -99,16 +99,22 @@ class Worker(GunicornWorker):
         for sig in self.SIGNALS:
             if sig not in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
                 signal.signal(sig, signal.SIG_DFL)
-        loop = self.loop
-        assert loop is not None
+        # Plain handlers until the loop runs (the stop signals keep init_process's): uvloop
+        # hears a signal only while its loop runs and never dispatches one that came before,
+        # so _serve puts the loop's handlers in place from inside the running loop.
+        signal.signal(signal.SIGUSR1, self.handle_usr1)
+        signal.signal(signal.SIGWINCH, signal.SIG_IGN)
+        # SIGABRT stays a plain handler: the arbiter sends it when the loop is blocked, so a
+        # loop-based handler would never run.
+        signal.signal(signal.SIGABRT, self.handle_abort)
+
+    def _add_loop_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self._on_term)
         loop.add_signal_handler(signal.SIGQUIT, self._on_quit)
         loop.add_signal_handler(signal.SIGINT, self._on_quit)
         loop.add_signal_handler(signal.SIGUSR1, self.log.reopen_files)
         loop.add_signal_handler(signal.SIGWINCH, lambda: None)
-        # SIGABRT stays a plain handler: the arbiter sends it when the loop is blocked, so a
-        # loop-based handler would never run.
-        signal.signal(signal.SIGABRT, self.handle_abort)
         self._loop_signals = True
 
     def load_wsgi(self) -> None:
@@ -243,6 +249,7 @@ class Worker(GunicornWorker):
     # -- serving -------------------------------------------------------------------------------
 
     async def _serve(self) -> None:
+        self._add_loop_signal_handlers()  # a stop signal from before is in self.alive
         settings = self.settings
         assert settings is not None
         lifespan = Lifespan(self.wsgi, settings.lifespan, self.log)

@@ -1,7 +1,10 @@
 """Real gunicorn processes for the tests: start on a free loopback port, stop by PID.
 
-Every server gets its own HOME (Gunicorn 24+ opens a control socket under ``$HOME/.gunicorn``)
+Every server gets its own HOME (Gunicorn's control socket defaults to ``$HOME/.gunicorn``)
 and ``--no-control-socket`` where the installed Gunicorn has it, so servers never collide.
+Servers and clients get none of the settings a developer's shell may carry (Gunicorn's and the
+worker's environment variables, HTTP proxies), and the suite imports the same however pytest is
+started (``pytest``, ``python -m pytest``, from any directory).
 """
 
 from __future__ import annotations
@@ -9,19 +12,37 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import gunicorn
 import pytest
+from gunicorn.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `from tests.x import ...` without `python -m` from the root
+    sys.path.insert(0, str(ROOT))
+# Settings read from the environment that would change what a test server does.
+_FOREIGN_ENV = ("GUNICORN_CMD_ARGS", "WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS",
+                "GUNICORN_DIRTY_SOCKET")
+for _name in [name for name in os.environ if name.startswith("ASGI_WORKER_")
+              or name in _FOREIGN_ENV]:
+    del os.environ[_name]
+# Loopback traffic never goes through a proxy (httpx and websockets' client honour these).
+_LOOPBACK = "127.0.0.1,localhost,::1"
+os.environ["NO_PROXY"] = os.environ["no_proxy"] = ",".join(
+    filter(None, [os.environ.get("NO_PROXY") or os.environ.get("no_proxy"), _LOOPBACK]))
 WORKERS = ["asgi_worker.Worker", "asgi_worker.H11Worker"]
 GUNICORN_MAJOR = int(gunicorn.__version__.split(".")[0])
+# The control socket came in Gunicorn 25.x (24.1 and 25.0 have no --no-control-socket).
+NO_CONTROL_SOCKET = (["--no-control-socket"] if "control_socket_disable" in Config().settings
+                     else [])
 _LISTENING = re.compile(r"Listening at: \S+?://[^\s:]+:(\d+)")
 
 
@@ -42,8 +63,8 @@ class GunicornServer:
         full_env.update(env or {})
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         command = [sys.executable, "-m", "gunicorn", *args]
-        if GUNICORN_MAJOR >= 24 and "--control-socket" not in args:
-            command.append("--no-control-socket")
+        if "--control-socket" not in args:
+            command.extend(NO_CONTROL_SOCKET)
         self.proc = subprocess.Popen(command, cwd=str(ROOT), env=full_env, stdout=self._log,
                                      stderr=subprocess.STDOUT, pass_fds=pass_fds)
         self.pid = self.proc.pid
@@ -109,6 +130,19 @@ class GunicornServer:
                         os.kill(pid, signal.SIGKILL)
         self._log.close()
         return self.proc.returncode
+
+
+@pytest.fixture
+def socket_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory for Unix sockets: ``tmp_path`` when a socket path under it fits the kernel's
+    limit (104 bytes on macOS, 108 on Linux), else a short one under /tmp (a long $TMPDIR, as on
+    macOS, or a deep --basetemp)."""
+    if len(str(tmp_path)) <= 80:
+        yield tmp_path
+        return
+    directory = Path(tempfile.mkdtemp(prefix="aw-", dir="/tmp"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(params=WORKERS, ids=["httptools", "h11"])

@@ -8,8 +8,8 @@ response, or a response that is not 2xx, is counted as a failure.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -20,6 +20,7 @@ class LoadResult:
     non_2xx: int = 0
     errors: int = 0
     connections_opened: int = 0
+    done: bool = False  # the caller's condition held: connections stop after their request
     samples: list[str] = field(default_factory=list)
 
     @property
@@ -50,12 +51,11 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
 
 
 async def _connection(port: int, path: str, deadline: float, max_requests: int,
-                      result: LoadResult, stop: threading.Event | None) -> None:
+                      result: LoadResult) -> None:
     request = b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % path.encode()
     writer = None
     try:
-        while (time.monotonic() < deadline and result.sent < max_requests
-               and not (stop is not None and stop.is_set())):
+        while time.monotonic() < deadline and result.sent < max_requests and not result.done:
             if writer is None:
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 result.connections_opened += 1
@@ -84,16 +84,21 @@ async def _connection(port: int, path: str, deadline: float, max_requests: int,
 
 async def run_load(port: int, connections: int = 64, duration: float = 8.0,
                    path: str = "/", max_requests: int = 1_000_000,
-                   stop: threading.Event | None = None) -> LoadResult:
+                   until: Callable[[LoadResult], bool] | None = None) -> LoadResult:
     """Keep ``connections`` clients busy for ``duration`` seconds (bounded by count too).
 
-    With ``stop``, the load ends as soon as the event is set (``duration`` and
-    ``max_requests`` are then only the bounds for a run whose condition never comes): a test
-    that needs the load to outlast some events waits for the events, not for a time a faster
-    or slower machine would get wrong.
+    With ``until``, the load stops as soon as ``until(result)`` is true (checked every 0.1 s),
+    and ``duration`` is only the bound for a machine too slow to get there: a test states the
+    work it needs done, which holds on a faster and a slower machine alike.
     """
     result = LoadResult()
     deadline = time.monotonic() + duration
-    await asyncio.gather(*(_connection(port, path, deadline, max_requests, result, stop)
-                           for _ in range(connections)))
+    clients = asyncio.gather(*(_connection(port, path, deadline, max_requests, result)
+                               for _ in range(connections)))
+    while until is not None and not clients.done():
+        if until(result):
+            result.done = True
+            break
+        await asyncio.sleep(0.1)
+    await clients
     return result

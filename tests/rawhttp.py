@@ -62,6 +62,24 @@ def read_until_close(sock: Conn, timeout: float = 5.0) -> bytes:
     return b"".join(chunks)
 
 
+def seconds_until_closed(sock: Conn, timeout: float = 30.0) -> float | None:
+    """Seconds until the server closes (or resets) the connection, discarding what it sends;
+    None when it is still open after ``timeout``. Unlike :func:`read_until_close`, a close
+    cannot be mistaken for a read that timed out."""
+    sock.settimeout(timeout)
+    started = time.monotonic()
+    deadline = started + timeout
+    while time.monotonic() < deadline:
+        try:
+            if not sock.recv(65536):
+                return time.monotonic() - started
+        except TimeoutError:
+            return None
+        except ConnectionResetError:
+            return time.monotonic() - started
+    return None
+
+
 def exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:
     """Send ``data`` on a new connection and read until the server closes it."""
     with connect(port, timeout) as sock:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import GUNICORN_MAJOR, GunicornServer
+from conftest import GUNICORN_MAJOR, NO_CONTROL_SOCKET, GunicornServer
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -229,8 +229,7 @@ def test_systemd_socket_activation_serves(tmp_path: Path) -> None:
     exec_start = shlex.split(unit("asgi-worker.service")["ExecStart"][0])
     args = [*exec_start[1:-1], "examples.hello:app"]
     args[args.index("--workers") + 1] = "2"
-    if GUNICORN_MAJOR >= 24:
-        args.append("--no-control-socket")
+    args.extend(NO_CONTROL_SOCKET)
     port = free_port()
     home = tmp_path / "home"
     home.mkdir()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from importlib.metadata import version
 from pathlib import Path
 
@@ -133,7 +132,7 @@ def test_fastapi_sees_client_disconnect(fastapi_edges, tmp_path: Path) -> None: 
     with socket.create_connection(("127.0.0.1", fastapi_edges.port)) as sock:
         sock.sendall(f"GET /wait-for-disconnect?marker={marker} HTTP/1.1\r\nHost: x\r\n\r\n"
                      .encode())
-        time.sleep(0.2)
+        assert wait_until(Path(f"{marker}.started").exists)  # the endpoint is polling
         sock.shutdown(socket.SHUT_RDWR)
     assert wait_until(marker.exists), "the app never saw http.disconnect"
 

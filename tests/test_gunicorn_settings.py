@@ -19,7 +19,13 @@ import httpx
 import pytest
 
 from tests.conftest import GUNICORN_MAJOR
-from tests.rawhttp import connect, exchange, read_response, read_until_close, status_of
+from tests.rawhttp import (
+    connect,
+    exchange,
+    read_response,
+    seconds_until_closed,
+    status_of,
+)
 from tests.waiting import wait_until
 
 # Gunicorn 24+ takes a mode; 23's flag takes no value (a value would be read as the app).
@@ -41,9 +47,9 @@ def scope_of(port: int, headers: bytes = b"") -> dict:  # type: ignore[type-arg]
 def test_keepalive_bounds_the_wait_for_the_first_request(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
     srv = start_server("tests.apps.basic:app", "--keep-alive", "1", worker=worker_class)
     with connect(srv.port) as sock:
-        started = time.monotonic()
-        assert read_until_close(sock, timeout=6) == b""
-        assert time.monotonic() - started < 3
+        closed_after = seconds_until_closed(sock)
+    # Closed (not just quiet) at the keep-alive, with seconds of slack for a busy machine.
+    assert closed_after is not None and 0.8 < closed_after < 1 + 5, closed_after
 
 
 def test_keepalive_zero_turns_keep_alive_off(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
@@ -247,12 +253,13 @@ def test_preload_app_runs_lifespan_in_each_worker(start_server, worker_class) ->
     assert states <= set(srv.worker_pids()) and states
 
 
-def test_raw_env_chdir_pythonpath_umask(start_server, worker_class, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_raw_env_chdir_pythonpath_umask(start_server, worker_class, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                        socket_dir: Path) -> None:
     app_dir = tmp_path / "elsewhere"
     app_dir.mkdir()
     (app_dir / "moved_app.py").write_text("from tests.apps.basic import app\n")
     root = str(Path(__file__).resolve().parent.parent)
-    sock_path = tmp_path / "umask.sock"
+    sock_path = socket_dir / "umask.sock"
     srv = start_server("moved_app:app", "--chdir", str(app_dir), "--pythonpath", root,
                        "-e", "GREETING=hi", "--umask", "0o077", "-b", f"unix:{sock_path}",
                        worker=worker_class)
@@ -306,8 +313,9 @@ def _has_group(name: str) -> bool:
     return True
 
 
-def test_backlog_reuse_port_and_several_binds(start_server, worker_class, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    path = tmp_path / "s.sock"
+def test_backlog_reuse_port_and_several_binds(start_server, worker_class,  # type: ignore[no-untyped-def]
+                                              socket_dir: Path) -> None:
+    path = socket_dir / "s.sock"
     srv = start_server("tests.apps.basic:app", "--backlog", "64", "-b", f"unix:{path}",
                        worker=worker_class)
     assert httpx.get(srv.url).status_code == 200
@@ -333,8 +341,20 @@ def test_reload_restarts_workers_on_code_change(start_server, worker_class, tmp_
     srv = start_server("reloadable:app", "--reload", "--chdir", str(tmp_path),
                        worker=worker_class)
     assert httpx.get(srv.url).text == "one"
-    time.sleep(1.1)
     module.write_text(template % "two")
+    # Gunicorn's poll reloader takes a file's first mtime as it first sees it (every second),
+    # so a change it has not yet seen the file before is not a change: move the mtime on
+    # until one is noticed, however long this machine takes to get there.
+    bumps = iter(range(1, 30))
+
+    def reloaded() -> bool:
+        if srv.log().count("Booting worker") >= 2:  # the old worker left, a new one boots
+            return True
+        later = time.time() + next(bumps)
+        os.utime(module, (later, later))
+        return False
+
+    assert wait_until(reloaded, timeout=45, interval=1.5), srv.log()[-2000:]
     srv.wait_ready(workers=2, timeout=20)
     assert wait_until(lambda: httpx.get(srv.url).text == "two", timeout=10)
 
@@ -343,14 +363,16 @@ def test_reload_restarts_workers_on_code_change(start_server, worker_class, tmp_
 
 
 def test_sigterm_closes_idle_keep_alive_connections(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
-    srv = start_server("tests.apps.basic:app", "--keep-alive", "30", worker=worker_class)
+    # A 30 s graceful_timeout: closing idle connections after the short grace (0.5 s) and
+    # waiting out graceful_timeout stay far apart, on any machine.
+    srv = start_server("tests.apps.basic:app", "--keep-alive", "60", "--graceful-timeout", "30",
+                       worker=worker_class)
     with connect(srv.port) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         read_response(sock)
         srv.signal(signal.SIGTERM)
-        started = time.monotonic()
-        assert read_until_close(sock, timeout=5) == b""
-        assert time.monotonic() - started < 2.5
+        closed_after = seconds_until_closed(sock, timeout=40)
+    assert closed_after is not None and closed_after < 10, closed_after
     assert srv.proc.wait(10) == 0
 
 
@@ -362,9 +384,12 @@ def test_sigusr1_reopens_the_access_log(start_server, worker_class, tmp_path: Pa
     assert wait_until(lambda: access.exists() and "/first" in access.read_text())
     access.rename(tmp_path / "access.log.1")
     srv.signal(signal.SIGUSR1)
-    time.sleep(1.0)
-    httpx.get(srv.url + "/second")
-    assert wait_until(lambda: access.exists() and "/second" in access.read_text())
+    # The worker reopens when it gets to the signal: ask until a request lands in the new file.
+    assert wait_until(lambda: httpx.get(srv.url + "/second").status_code == 200 and
+                      access.exists() and "/second" in access.read_text(), timeout=20,
+                      interval=0.2)
+    assert "/first" in (tmp_path / "access.log.1").read_text()
+    assert "/first" not in access.read_text()
 
 
 def test_sigwinch_is_ignored(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
@@ -399,7 +424,10 @@ def test_access_log_every_atom(start_server, worker_class, tmp_path: Path) -> No
     assert fields[5:9] == ["GET", "/echo", "k=v", "HTTP/1.1"]
     assert fields[9] == "200" and fields[10] == "0" and fields[11] == "0"
     assert fields[12:14] == ["http://r/", "ua/1"]
-    assert fields[14] == "0" and int(fields[15]) > 0 and fields[17].startswith("0.")
+    # The request time in its four units, consistent however long the request took here.
+    seconds, micros, millis = int(fields[14]), int(fields[15]), int(fields[16])
+    assert micros > 0 and seconds == micros // 1_000_000 and millis == micros // 1000
+    assert fields[17] == f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
     assert fields[18] == f"<{srv.worker_pids()[0]}>"
     assert fields[19:] == ["abc", "application/octet-stream", "GET"]
 

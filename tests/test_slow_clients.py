@@ -39,7 +39,8 @@ def _server(worker: str, tmp: Path, *args: str, env: dict[str, str] | None = Non
 @pytest.fixture(scope="module")
 def strict(worker_class: str, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[GunicornServer]:
-    server = _server(worker_class, tmp_path_factory.mktemp("strict"), "--keep-alive", "5",
+    # keep-alive 30: no idle deadline comes near the one-second ones these tests time.
+    server = _server(worker_class, tmp_path_factory.mktemp("strict"), "--keep-alive", "30",
                      env={"ASGI_WORKER_HEADER_TIMEOUT": "1", "ASGI_WORKER_BODY_TIMEOUT": "1",
                           "ASGI_WORKER_SEND_TIMEOUT": "1",
                           "ASGI_WORKER_MAX_BODY_SIZE": str(MAX_BODY)})
@@ -82,15 +83,20 @@ def test_slowloris_head_is_dropped_at_the_header_deadline(strict: GunicornServer
                 closed_at = time.monotonic() - started
                 break
     assert closed_at is not None, "a trickled head kept the connection for 25 s"
-    assert 0.9 < closed_at < 3.0, closed_at  # ASGI_WORKER_HEADER_TIMEOUT=1 plus one tick
+    # ASGI_WORKER_HEADER_TIMEOUT=1 from the first byte, not from the last (that would be 25 s);
+    # a busy machine gets seconds of slack.
+    assert 0.9 < closed_at < 1 + 5, closed_at
 
 
 def test_slow_body_is_dropped_at_the_body_deadline(strict: GunicornServer) -> None:
+    cuts = strict.log().count("client too slow")
     with connect(strict.port, timeout=10) as sock:
         sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
-        elapsed, data = wait_closed(sock, timeout=8)
-    assert data == b"" and 0.9 < elapsed < 3.0, (elapsed, data[:100])
-    assert "client too slow" in strict.log()
+        elapsed, data = wait_closed(sock, timeout=30)
+    # Closed at ASGI_WORKER_BODY_TIMEOUT=1 (not at keep-alive's 30 s or never), with seconds
+    # of slack for a busy machine, and by the body deadline.
+    assert data == b"" and 0.9 < elapsed < 1 + 5, (elapsed, data[:100])
+    strict.wait_for_log("client too slow", count=cuts + 1)
 
 
 def test_a_client_that_never_reads_is_dropped_and_costs_no_memory(strict: GunicornServer
@@ -100,10 +106,12 @@ def test_a_client_that_never_reads_is_dropped_and_costs_no_memory(strict: Gunico
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", strict.port))
+    cuts = strict.log().count("client too slow")
     sock.sendall(b"GET /big?256 HTTP/1.1\r\nHost: x\r\n\r\n")  # 256 MiB, never read
     time.sleep(0.6)
     grown = rss_kib(pid) - before
-    time.sleep(2.4)  # ASGI_WORKER_SEND_TIMEOUT=1 plus ticks
+    # ASGI_WORKER_SEND_TIMEOUT=1: wait for the cut itself before reading anything.
+    strict.wait_for_log("client too slow", count=cuts + 1, timeout=20)
     received = 0
     sock.settimeout(3)
     with contextlib.suppress(ConnectionResetError, TimeoutError):
@@ -200,7 +208,9 @@ def test_slow_clients_do_not_stop_a_worker_answering(crowded: GunicornServer,
           f"{statistics.median(latencies[1:]) * 1000:.1f} ms, max {max(latencies[1:]) * 1000:.1f}"
           f" ms over {len(latencies) - 1} requests")
     assert still_open >= SLOW_CLIENTS * 0.95, "the slow clients were not all held open"
-    assert max(latencies) < 1.0, latencies
+    # A worker that served the normal client only once the slow ones left would take the
+    # 10 s header deadline; half of it leaves a busy machine room (speed is benchmarks' job).
+    assert max(latencies) < 5.0, latencies
 
 
 def _is_open(sock: socket.socket) -> bool:

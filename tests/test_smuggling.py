@@ -310,7 +310,7 @@ class Outcome:
     rest: bytes  # bytes that were no complete response
 
 
-def send_case(port: int, request: bytes, timeout: float = 3.0) -> Outcome:
+def send_case(port: int, request: bytes, timeout: float = 10.0) -> Outcome:
     with connect(port, timeout) as sock:
         # The server may close before it read everything: its reply is still there.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):

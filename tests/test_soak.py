@@ -65,7 +65,8 @@ def test_soak_recycling_and_reloads(start_server, worker_class) -> None:  # type
     watcher.start()
     try:
         result = asyncio.run(run_load(srv.port, connections=32, duration=MAX_DURATION,
-                                      max_requests=100_000_000, stop=stop_load))
+                                      max_requests=100_000_000,
+                                      until=lambda _: stop_load.is_set()))
     finally:
         stop_watch.set()
         watcher.join(5)

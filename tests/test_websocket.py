@@ -9,6 +9,7 @@ client would never do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -441,34 +442,37 @@ def test_app_that_does_not_receive_pauses_reading(srv: GunicornServer) -> None:
 
 
 def test_ping_timeout_closes_a_silent_client(start_server: Any, worker_class: str) -> None:
+    # The pong of a polite client on a busy machine gets 1.5 s; the silent one is closed at
+    # about interval + timeout (2 s), well before the 10 s bound below.
     server = start_server(APP, worker=worker_class, env={
-        "ASGI_WORKER_WS_PING_INTERVAL": "0.3", "ASGI_WORKER_WS_PING_TIMEOUT": "0.6"})
+        "ASGI_WORKER_WS_PING_INTERVAL": "0.5", "ASGI_WORKER_WS_PING_TIMEOUT": "1.5"})
 
     async def polite() -> str:
         # websockets' client answers pings: it outlives several ping intervals.
         async with ws_connect(ws_url(server, "echo")) as ws:
-            await asyncio.sleep(2.0)
+            await asyncio.sleep(3.0)
             await ws.send("still here")
             return await ws.recv()  # type: ignore[return-value]
 
     assert run(polite()) == "still here"
-    with raw_handshake(server.port, timeout=4.0) as sock:
+    with raw_handshake(server.port, timeout=15.0) as sock:
         started = time.monotonic()
         frames = [read_frame(sock)]
-        while frames[-1][0] != 0x8 and time.monotonic() - started < 4.0:
+        while frames[-1][0] != 0x8 and time.monotonic() - started < 15.0:
             frames.append(read_frame(sock))
         assert sock.recv(10) == b""  # the server closed the TCP connection
         elapsed = time.monotonic() - started
     assert frames[0][0] == 0x9  # a ping first
     assert struct.unpack("!H", frames[-1][1][:2])[0] == 1011
-    assert elapsed < 3.0
+    assert elapsed < 10.0
 
 
 # -- lifecycle ------------------------------------------------------------------------------------
 
 
 def test_sigterm_closes_with_1001(start_server: Any, worker_class: str, tmp_path: Path) -> None:
-    server = start_server(APP, worker=worker_class)
+    # graceful_timeout 30, so "closed at once" and "closed at graceful_timeout" stay far apart.
+    server = start_server(APP, "--graceful-timeout", "30", worker=worker_class)
     marker = tmp_path / "marker"
 
     async def session() -> tuple[int | None, float]:
@@ -483,21 +487,30 @@ def test_sigterm_closes_with_1001(start_server: Any, worker_class: str, tmp_path
 
     code, elapsed = run(session())
     assert code == 1001
-    assert elapsed < 3.0  # not the graceful timeout (5 s)
+    assert elapsed < 10.0  # not the graceful timeout (30 s)
     assert wait_for_lines(marker, "disconnect") == ["disconnect 1001 server shutting down"]
     assert server.proc.wait(10) == 0
 
 
 def test_upgrade_while_draining_is_503(start_server: Any, worker_class: str) -> None:
-    server = start_server(APP, worker=worker_class)
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert sock.recv(65536).endswith(b"plain HTTP")
-        server.signal(signal.SIGTERM)
-        # An idle keep-alive connection gets a moment to deliver a request once draining began.
-        server.wait_for_log("Worker draining", timeout=5)
-        sock.sendall(KEY_REQUEST % b"echo")
-        assert status_of(read_until_close(sock)) == 503
+    # An idle keep-alive connection gets a short grace (0.5 s) to deliver a request once
+    # draining began. A machine that stalls the test longer than that between seeing the log
+    # line and sending sees the connection closed unanswered (allowed): try again, three
+    # times at most. Any answer at all must be the 503.
+    outcomes = []
+    for _ in range(3):
+        server = start_server(APP, worker=worker_class)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(65536).endswith(b"plain HTTP")
+            server.signal(signal.SIGTERM)
+            server.wait_for_log("Worker draining", timeout=5)
+            with contextlib.suppress(OSError):
+                sock.sendall(KEY_REQUEST % b"echo")
+            outcomes.append(read_until_close(sock))
+        if outcomes[-1]:
+            break
+    assert status_of(outcomes[-1]) == 503, outcomes
 
 
 def test_max_requests_recycles_a_websocket_only_worker(start_server: Any, worker_class: str,

@@ -83,10 +83,12 @@ def test_blocked_loop_is_killed_replaced_and_explained(start_server, worker_clas
 
 
 def test_awaiting_app_is_not_killed(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
-    srv = start_server("tests.apps.basic:app", "--timeout", "1", worker=worker_class)
+    # timeout 2: the tick (every 0.5 s) has a second of slack before the watchdog's 75% mark,
+    # and the app awaits more than twice the timeout.
+    srv = start_server("tests.apps.basic:app", "--timeout", "2", worker=worker_class)
     pids = srv.worker_pids()
-    response = httpx.get(srv.url + "/sleep?3.5", timeout=10)
-    assert response.text == "slept 3.5"
+    response = httpx.get(srv.url + "/sleep?4.5", timeout=15)
+    assert response.text == "slept 4.5"
     assert srv.worker_pids() == pids
     assert "blocked" not in srv.log()
 
@@ -102,8 +104,8 @@ def test_worker_exits_when_the_arbiter_dies(start_server, worker_class) -> None:
 # -- sockets the arbiter hands us ---------------------------------------------------------------
 
 
-def test_unix_socket(start_server, worker_class, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    path = tmp_path / "gunicorn.sock"
+def test_unix_socket(start_server, worker_class, socket_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    path = socket_dir / "gunicorn.sock"
     srv = start_server("tests.apps.basic:app", worker=worker_class, bind=f"unix:{path}")
     transport = httpx.HTTPTransport(uds=str(path))
     with httpx.Client(transport=transport) as client:
@@ -146,11 +148,14 @@ def test_inherited_file_descriptor(start_server, worker_class) -> None:  # type:
 # -- signals ------------------------------------------------------------------------------
 
 
-def test_sigterm_lets_in_flight_requests_finish(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
+def test_sigterm_lets_in_flight_requests_finish(start_server, worker_class,  # type: ignore[no-untyped-def]
+                                                 tmp_path: Path) -> None:
     srv = start_server("tests.apps.basic:app", worker=worker_class)
+    started = tmp_path / "started"
     with connect(srv.port) as sock:
-        sock.sendall(b"GET /sleep?1 HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(0.3)
+        sock.sendall(b"GET /sleep?1 HTTP/1.1\r\nHost: x\r\nX-Started-Marker: %s\r\n\r\n"
+                     % str(started).encode())
+        assert wait_until(started.exists)  # in flight in the app
         srv.signal(signal.SIGTERM)
         status, headers, body = read_response(sock)
     assert (status, body) == (200, b"slept 1")
@@ -162,13 +167,16 @@ def test_sigterm_cancels_what_outlives_graceful_timeout(start_server, worker_cla
                                                         tmp_path: Path) -> None:
     marker = tmp_path / "disconnect.txt"
     srv = start_server("tests.apps.basic:app", "--graceful-timeout", "2", worker=worker_class)
+    in_app = tmp_path / "started"
     sock = connect(srv.port)
-    sock.sendall(b"GET /wait-disconnect?%s HTTP/1.1\r\nHost: x\r\n\r\n" % str(marker).encode())
-    time.sleep(0.3)
+    sock.sendall(b"GET /wait-disconnect?%s HTTP/1.1\r\nHost: x\r\nX-Started-Marker: %s\r\n\r\n"
+                 % (str(marker).encode(), str(in_app).encode()))
+    assert wait_until(in_app.exists)  # the app is waiting for http.disconnect
     started = time.monotonic()
     srv.signal(signal.SIGTERM)
-    assert srv.proc.wait(10) == 0
-    assert time.monotonic() - started < 4
+    assert srv.proc.wait(20) == 0
+    # Well before Gunicorn's default graceful_timeout (30 s) would end it.
+    assert time.monotonic() - started < 2 + 6
     assert marker.read_text() == "disconnect\n"  # the app saw http.disconnect
     sock.close()
 
@@ -188,21 +196,39 @@ def test_sigquit_is_a_fast_exit_and_runs_worker_int(start_server, worker_class, 
 def test_sigterm_between_fork_and_worker_start_is_not_lost(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
     # In the second after the fork the worker process still has the arbiter's handlers, which
     # queue a SIGTERM in the arbiter's (copied) queue instead of acting on it.
+    # graceful_timeout 30: a lost SIGTERM (30 s) and a slow but honoured one stay far apart.
     srv = start_server("tests.apps.basic:app", "-c", "tests/apps/slow_post_fork_conf.py",
-                       "--graceful-timeout", "10", worker=worker_class, wait_ready=False)
+                       "--graceful-timeout", "30", worker=worker_class, wait_ready=False)
     srv.wait_for_log("Booting worker")
     started = time.monotonic()
     srv.signal(signal.SIGTERM)
-    srv.proc.wait(15)
-    assert time.monotonic() - started < 5
+    srv.proc.wait(40)
+    assert time.monotonic() - started < 15
 
 
 def test_sigterm_while_workers_boot_is_not_lost(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
-    srv = start_server("tests.apps.basic:app", "--graceful-timeout", "10", worker=worker_class,
+    srv = start_server("tests.apps.basic:app", "--graceful-timeout", "30", worker=worker_class,
                        workers=4, wait_ready=False)
     srv.wait_for_log("Booting worker")
     started = time.monotonic()
     srv.signal(signal.SIGTERM)
-    srv.proc.wait(15)
-    # A lost SIGTERM makes the arbiter wait the whole graceful_timeout, then SIGKILL.
-    assert time.monotonic() - started < 5
+    srv.proc.wait(40)
+    # A lost SIGTERM makes the arbiter wait the whole graceful_timeout (30 s), then SIGKILL.
+    assert time.monotonic() - started < 15
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_sigterm_before_the_loop_runs_is_not_lost(start_server, worker_class, loop: str,  # type: ignore[no-untyped-def]
+                                                  tmp_path: Path) -> None:
+    # Between init_signals() and the loop's first run (the app import, post_worker_init),
+    # a stop signal must still stop the worker.
+    marker = tmp_path / "termed"
+    srv = start_server("tests.apps.basic:app", "-c", "tests/apps/term_after_init_conf.py",
+                       worker=worker_class, env={"TERM_MARKER": str(marker),
+                                                 "ASGI_WORKER_LOOP": loop}, wait_ready=False)
+    srv.wait_for_log(r"Worker draining \(signal before start\)")
+    first = int(marker.read_text())
+    srv.wait_ready(workers=2)  # the replacement (the first worker logged ready, then drained)
+    assert wait_until(lambda: first not in srv.worker_pids())
+    assert len(srv.worker_pids()) == 1
+    assert httpx.get(srv.url).text == "Hello, world!"

@@ -1,17 +1,24 @@
-"""Nothing is lost across max_requests recycling, SIGHUP reloads and SIGTTOU, under load."""
+"""Nothing is lost across max_requests recycling, SIGHUP reloads and SIGTTOU, under load.
+
+Each load runs until the events the test is about have happened under it (so many recycles,
+reloads, requests), with a generous time bound for a slow machine, never for a fixed time.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 import threading
-import time
+from collections.abc import Callable
 
 from tests.load import LoadResult, run_load
 
+LOAD_BOUND = 90.0  # seconds: only a machine far slower than any we know gets near it
 
-def _load_with(port: int, duration: float, action, interval: float) -> LoadResult:  # type: ignore[no-untyped-def]
-    """Run the load; call ``action()`` every ``interval`` seconds meanwhile."""
+
+def _load_with(port: int, until: Callable[[LoadResult], bool], action, interval: float  # type: ignore[no-untyped-def]
+               ) -> LoadResult:
+    """Run the load until ``until(result)``; call ``action()`` every ``interval`` seconds."""
     stop = threading.Event()
 
     def repeat() -> None:
@@ -22,29 +29,41 @@ def _load_with(port: int, duration: float, action, interval: float) -> LoadResul
     if action is not None:
         thread.start()
     try:
-        return asyncio.run(run_load(port, connections=64, duration=duration))
+        return asyncio.run(run_load(port, connections=64, duration=LOAD_BOUND, until=until))
     finally:
         stop.set()
+        if action is not None:
+            thread.join(5)
 
 
 def test_max_requests_recycling_loses_nothing(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
     srv = start_server("tests.apps.basic:app", "--max-requests", "200",
                        "--max-requests-jitter", "50", worker=worker_class, workers=2)
-    result = _load_with(srv.port, 8.0, None, 1.0)
-    recycled = srv.log().count("Autorestarting worker")
+
+    def recycles() -> int:
+        return srv.log().count("Autorestarting worker")
+
+    result = _load_with(srv.port, lambda r: r.ok >= 10_000 and recycles() >= 40, None, 1.0)
+    recycled = recycles()
     print(f"\nmax_requests {worker_class}: {result}, {recycled} recycles")
-    assert recycled >= 4, f"only {recycled} recycles in {result.sent} requests"
     assert result.failed == 0, (result, srv.log()[-3000:])
-    assert result.ok > 1000
+    assert recycled >= 40, f"only {recycled} recycles in {result.sent} requests"
+    assert result.ok >= 10_000
 
 
 def test_sighup_reload_under_load_loses_nothing(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
     srv = start_server("tests.apps.basic:app", worker=worker_class, workers=2)
-    result = _load_with(srv.port, 8.0, lambda: srv.signal(signal.SIGHUP), 2.0)
+
+    def reloads() -> int:
+        return srv.log().count("Handling signal: hup")
+
+    # Stop at the fourth HUP: the first three reloads ran their course under load.
+    result = _load_with(srv.port, lambda r: r.ok >= 1000 and reloads() >= 4,
+                        lambda: srv.signal(signal.SIGHUP), 2.0)
     print(f"\nsighup {worker_class}: {result}")
-    assert srv.log().count("Handling signal: hup") >= 3
+    assert reloads() >= 4
     assert result.failed == 0, (result, srv.log()[-3000:])
-    assert result.ok > 1000
+    assert result.ok >= 1000
 
 
 def test_ttin_adds_and_ttou_drains_a_worker_without_loss(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
@@ -52,17 +71,25 @@ def test_ttin_adds_and_ttou_drains_a_worker_without_loss(start_server, worker_cl
     srv.signal(signal.SIGTTIN)
     srv.wait_ready(workers=3)
     assert len(srv.worker_pids()) == 3
-    signals = iter([signal.SIGTTOU])
+    shrunk: list[int] = []  # requests answered when TTOU was sent
 
-    def shrink() -> None:
-        sig = next(signals, None)
-        if sig is not None:
-            srv.signal(sig)
+    def shrink(result: LoadResult) -> bool:
+        """TTOU once 2000 requests went to three workers; done 2000 requests after the third
+        worker left."""
+        if not shrunk:
+            if result.ok >= 2000:
+                shrunk.append(result.ok)
+                srv.signal(signal.SIGTTOU)
+            return False
+        if len(srv.worker_pids()) != 2:
+            shrunk[1:] = []
+            return False
+        if len(shrunk) == 1:
+            shrunk.append(result.ok)
+        return result.ok >= shrunk[1] + 2000
 
-    result = _load_with(srv.port, 5.0, shrink, 1.5)
-    deadline = time.monotonic() + 10
-    while len(srv.worker_pids()) != 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert len(srv.worker_pids()) == 2
+    result = _load_with(srv.port, shrink, None, 1.0)
     print(f"\nttin/ttou {worker_class}: {result}")
+    assert len(shrunk) == 2 and result.done, (shrunk, result)
+    assert len(srv.worker_pids()) == 2
     assert result.failed == 0, (result, srv.log()[-3000:])

@@ -15,6 +15,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         await lifespan(scope, receive, send)
         return
+    for name, value in scope.get("headers", ()):
+        if name == b"x-started-marker":  # tell a test the request reached the app
+            with open(value, "a") as file:
+                file.write("started\n")
     path = scope["path"][len(scope.get("root_path", "")):]
     handler = ROUTES.get(path.split("/")[1] if path.count("/") > 1 else path.strip("/"))
     if handler is None:
@@ -64,11 +68,16 @@ async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 async def chunks(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Report the request body chunk sizes and more_body flags the app saw."""
+    """Report the request body chunk sizes and more_body flags the app saw (and append each
+    to the marker file named in the query, if any, as it arrives)."""
     seen = []
+    marker = scope["query_string"].decode()
     while True:
         message = await receive()
         seen.append([len(message.get("body", b"")), message.get("more_body", False)])
+        if marker:
+            with open(marker, "a") as file:
+                file.write(f"{seen[-1]}\n")
         if not message.get("more_body"):
             break
     await respond(send, 200, json.dumps(seen).encode())
@@ -98,6 +107,15 @@ async def slow_stream(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"first;", "more_body": True})
     await asyncio.sleep(1.0)
     await send({"type": "http.response.body", "body": b"second;"})
+
+
+async def stream_until_body(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A chunk, then wait for the request body (the client sends it once the chunk arrived),
+    then a chunk with the body."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"first;", "more_body": True})
+    body = await read_body(receive)
+    await send({"type": "http.response.body", "body": b"second;" + body})
 
 
 async def status(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -236,5 +254,5 @@ ROUTES = {
     "header-case": header_case,
     "block": block, "wait-disconnect": wait_disconnect, "no-read": no_read, "big": big,
     "state": state, "head-length": head_length, "process": process,
-    "slow-stream": slow_stream,
+    "slow-stream": slow_stream, "stream-until-body": stream_until_body,
 }

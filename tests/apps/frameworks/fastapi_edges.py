@@ -66,6 +66,7 @@ async def crash() -> None:
 @app.get("/wait-for-disconnect")
 async def wait_for_disconnect(request: Request, marker: str) -> dict[str, bool]:
     """Poll for the client leaving, as long-polling endpoints do; record that we noticed."""
+    Path(f"{marker}.started").touch()  # the test leaves once the request is here
     for _ in range(200):
         if await request.is_disconnected():
             Path(marker).write_text("disconnected")
