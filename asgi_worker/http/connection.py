@@ -38,6 +38,7 @@ MAX_CONTENT_LENGTH = (1 << 64) - 1
 MAX_PROXY_HEADER = 16 + 4096
 # RFC 9113 section 3.4: how a client with prior knowledge opens a cleartext HTTP/2 connection.
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_HTTP1_REQUEST_LINE = re.compile(rb"[!-~]+ [!-~]+ HTTP/1\.[01]\r?").fullmatch
 
 # RFC 9112 section 3.2: Host is uri-host [":" port]; anything else is answered 400.
 _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[-A-Za-z0-9._~%!$&'()*+,;=]*)(?::[0-9]*)?").fullmatch
@@ -544,14 +545,25 @@ class HTTPConnection(asyncio.Protocol):
             self.server.connection_lost(self)
             self.server.http2(self, buffer)  # type: ignore[misc]  # set when sniffing
             return b""
+        if self.settings.http2_cleartext != "prior-knowledge":
+            self.preamble = None
+            self.h2c_sniff = False
+            return buffer
+        # A trusted peer on a prior-knowledge port must speak HTTP/2: an HTTP/1.x request is
+        # a 400 (Gunicorn's rule), anything else an invalid preface (RFC 9113 section 3.4: a
+        # connection error, so the connection closes).
+        line_end = buffer.find(b"\n")
+        if line_end < 0 and len(buffer) <= self.settings.limit_request_line:
+            self.preamble = buffer
+            return b""
         self.preamble = None
         self.h2c_sniff = False
-        if self.settings.http2_cleartext == "prior-knowledge":
-            # Gunicorn's rule: a trusted peer on a prior-knowledge port must speak HTTP/2.
+        if line_end >= 0 and _HTTP1_REQUEST_LINE(buffer[:line_end]):
             self.on_bad_request(RequestError("bad_request", "HTTP/1.x from a trusted peer on a "
                                              "prior-knowledge HTTP/2 port"))
-            return b""
-        return buffer
+        else:
+            self._refuse_preamble("invalid HTTP/2 connection preface")
+        return b""
 
     def read_proxy_header(self, data: bytes) -> bytes:
         """Consume a PROXY protocol header before HTTP; return the bytes that follow it."""
@@ -560,11 +572,11 @@ class HTTPConnection(asyncio.Protocol):
         try:
             header = parse_proxy_header(buffer, v1=mode != "v2", v2=mode != "v1", optional=True)
         except ProxyHeaderError as exc:
-            self._refuse_proxy(exc.reason)
+            self._refuse_preamble(exc.reason)
             return b""
         if header is None:
             if len(buffer) > MAX_PROXY_HEADER:
-                self._refuse_proxy("PROXY header too long")
+                self._refuse_preamble("PROXY header too long")
                 return b""
             self.preamble = buffer
             return b""
@@ -572,7 +584,7 @@ class HTTPConnection(asyncio.Protocol):
         self.proxy_pending = False
         if header.length:
             if not self.proxy_trusted:
-                self._refuse_proxy("PROXY header from a peer not in proxy_allow_ips")
+                self._refuse_preamble("PROXY header from a peer not in proxy_allow_ips")
                 return b""
             if header.source is not None:
                 self.client = header.source
@@ -583,7 +595,7 @@ class HTTPConnection(asyncio.Protocol):
                 self.sockname = header.destination
         return buffer[header.length:]
 
-    def _refuse_proxy(self, reason: str) -> None:
+    def _refuse_preamble(self, reason: str) -> None:
         self.log.warning("Closing connection from %s: %s", self.peer(), reason)
         self.preamble = None
         self.closed = True

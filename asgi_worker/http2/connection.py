@@ -30,6 +30,15 @@ if TYPE_CHECKING:
     from ..http.connection import HTTPConnection
 
 _NO_ERROR, _PROTOCOL_ERROR, _INTERNAL_ERROR, _REFUSED_STREAM, _CANCEL = 0, 1, 2, 7, 8
+_ENHANCE_YOUR_CALM = 11
+# Frames that cost the worker work but carry no request (PING, SETTINGS, PRIORITY, empty DATA,
+# unknown frames, RST_STREAM of a stream being served: CVE-2023-44487 and the floods of
+# CVE-2019-9512/9515/9518): more than this many within one second and the connection is cut
+# with ENHANCE_YOUR_CALM. Browsers and proxies send a handful.
+FLOOD_LIMIT = 1000
+# Client resets of streams still being served within one second, as a multiple of
+# http2_max_concurrent_streams (a legitimate client cancels a page's requests at most).
+RESET_FACTOR = 2
 _ERRORS = (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError, KeyError)
 
 
@@ -37,9 +46,9 @@ class H2Connection(asyncio.Protocol):
     """An HTTP/2 server connection; one :class:`H2Stream` and one ``RequestCycle`` per request."""
 
     __slots__ = (
-        "app", "closed", "deadline", "flush_scheduled", "forwarded_names", "goaway_sent", "h2",
-        "log", "loop", "origin", "server", "settings", "streams", "transport", "write_paused",
-        "write_waiter",
+        "app", "closed", "deadline", "flood", "flood_start", "flush_scheduled", "forwarded_names",
+        "goaway_sent", "h2", "log", "loop", "origin", "reset_limit", "resets", "server",
+        "settings", "streams", "transport", "write_paused", "write_waiter",
     )
 
     def __init__(self, origin: HTTPConnection) -> None:
@@ -59,6 +68,10 @@ class H2Connection(asyncio.Protocol):
         self.goaway_sent = False
         self.write_paused = False
         self.write_waiter: asyncio.Future[None] | None = None
+        self.flood = 0
+        self.resets = 0
+        self.flood_start = self.loop.time()
+        self.reset_limit = RESET_FACTOR * self.settings.http2_max_concurrent_streams
         config = h2.config.H2Configuration(client_side=False, header_encoding=None,
                                            validate_outbound_headers=False,
                                            normalize_outbound_headers=False)
@@ -124,6 +137,9 @@ class H2Connection(asyncio.Protocol):
                 stream = self.streams.pop(event.stream_id, None)  # type: ignore[attr-defined]
                 if stream is not None:
                     stream.on_reset()
+                    self.resets += 1
+                    if self.resets > self.reset_limit and self._flooded():
+                        return
                     self._maybe_idle()
             elif kind is h2.events.WindowUpdated:
                 self._window_opened(event.stream_id)  # type: ignore[attr-defined]
@@ -134,7 +150,27 @@ class H2Connection(asyncio.Protocol):
                 self._flush()
                 self._close()
                 return
+            if kind in _CONTROL or (kind is h2.events.DataReceived
+                                    and not event.data):  # type: ignore[attr-defined]
+                self.flood += 1
+                if self.flood > FLOOD_LIMIT and self._flooded():
+                    return
         self._flush()
+
+    def _flooded(self) -> bool:
+        """Over a flood limit: within the second since counting began, cut the connection."""
+        now = self.loop.time()
+        if now - self.flood_start >= 1.0:
+            self.flood_start = now
+            self.flood = self.resets = 0
+            return False
+        self.log.warning("Closing HTTP/2 connection from %s: too many control frames or "
+                         "stream resets (ENHANCE_YOUR_CALM)", self.origin.peer())
+        self._goaway(_ENHANCE_YOUR_CALM)
+        self._close()
+        if self.transport is not None:  # a flooding client may never read the GOAWAY
+            self.loop.call_later(1.0, self.transport.abort)
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -148,10 +184,16 @@ class H2Connection(asyncio.Protocol):
             waiter.set_result(None)
 
     def pause_writing(self) -> None:
+        # A client that does not read what it asks for (PING and SETTINGS acks, responses)
+        # is not read either, so it cannot make the worker buffer without bound.
         self.write_paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
         waiter = self.write_waiter
         if waiter is not None:
             self.write_waiter = None
@@ -369,6 +411,10 @@ class H2Connection(asyncio.Protocol):
 
     def peer(self) -> str:
         return self.origin.peer()
+
+
+_CONTROL = frozenset({h2.events.PingReceived, h2.events.RemoteSettingsChanged,
+                      h2.events.PriorityUpdated, h2.events.UnknownFrameReceived})
 
 
 def upgrade_factory(origin: HTTPConnection, data: bytes) -> Any:

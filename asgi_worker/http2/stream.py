@@ -97,7 +97,10 @@ class H2Stream:
         """The connection's deadline covers every stream; it is re-armed by whoever waits."""
 
     def on_response_complete(self, cycle: RequestCycle) -> None:
-        self.conn.stream_complete(self)
+        """The app's response is all sent, or handed to the stream: what is left of it goes
+        as the peer's window opens, bounded by the send deadline."""
+        if not self.pending:
+            self.conn.stream_complete(self)
         self.server.on_response_complete(cycle)
 
     # -- events from the connection ------------------------------------------------------------
@@ -124,9 +127,9 @@ class H2Stream:
             return
         self.blocked = False
         self._wake()
-        if self.pending_end and self.cycle is not None:
-            self.pending_end = False
-            self.cycle.finish()
+        cycle = self.cycle
+        if cycle is not None and cycle.complete:
+            self.conn.stream_complete(self)
 
     def on_reset(self) -> None:
         """RST_STREAM from the peer, or the connection went away."""
@@ -223,7 +226,7 @@ class H2Stream:
             self.blocked = True
             self.pending_end = not more_body
             conn.arm_deadline(self.settings.send_timeout)
-        elif not more_body:
+        if not more_body:
             cycle.finish()
 
     def abort(self, cycle: RequestCycle) -> None:
