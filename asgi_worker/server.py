@@ -56,10 +56,10 @@ class Server:
     __slots__ = (
         "_drained", "_stop", "_tick_handle", "_tick_interval", "accepting", "access_log_enabled",
         "access_logger", "app", "connections", "date_header", "drain_idle_grace",
-        "draining", "fast_exit", "forwarded", "forwarded_peers", "heartbeat", "hooks", "last_tick",
-        "listeners", "log", "loop", "pending", "protocol_factory", "proxy_peers", "requests",
-        "settings", "shutdown_at", "shutdown_reason", "start_task", "started", "state", "tasks",
-        "websocket_upgrade",
+        "draining", "fast_exit", "forwarded", "forwarded_peers", "h2c_prior_knowledge",
+        "heartbeat", "hooks", "http2", "last_tick", "listeners", "log", "loop", "pending",
+        "protocol_factory", "proxy_peers", "requests", "settings", "shutdown_at",
+        "shutdown_reason", "start_task", "started", "state", "tasks", "websocket_upgrade",
     )
 
     def __init__(self, *, app: ASGIApp, settings: Settings, log: Any, sockets: list[Any],
@@ -82,6 +82,11 @@ class Server:
                                          settings.forwarder_headers, hops=self.forwarded_peers)
         self.proxy_peers = (TrustedPeers(settings.proxy_allow_ips)
                             if settings.proxy_protocol != "off" else None)
+        # HTTP/2: how an HTTP/1.1 connection hands its transport over (None: HTTP/1.1 only).
+        self.http2: Callable[[Any, bytes], Any] | None = (_http2_upgrade() if settings.http2
+                                                          else None)
+        self.h2c_prior_knowledge = (settings.http2 and settings.ssl_context is None
+                                    and settings.http2_cleartext in ("prior-knowledge", "both"))
         self.loop = asyncio.get_running_loop()
         self.start_task = task_starter(self.loop)
         self.listeners = [getattr(s, "sock", s) for s in sockets]
@@ -289,6 +294,13 @@ class Server:
 
     def _update_date(self) -> None:
         self.date_header = b"date: %s\r\n" % formatdate(usegmt=True).encode("ascii")
+
+
+def _http2_upgrade() -> Callable[[Any, bytes], Any]:
+    """Imported here, only for a worker that serves HTTP/2."""
+    from .http2.connection import upgrade_factory
+
+    return upgrade_factory
 
 
 # One name for every request task: without one, each task formats a unique "Task-N".

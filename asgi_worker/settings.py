@@ -146,7 +146,7 @@ def from_cfg(cfg: Any, *, parser: str, max_requests: int, log: Any = None) -> Se
         forwarder_headers=_name_list(get("forwarder_headers", "")),
         proxy_protocol=_proxy_protocol_mode(get("proxy_protocol", False)),
         proxy_allow_ips=_ip_list(get("proxy_allow_ips", "127.0.0.1,::1")),
-        ssl_context=build_ssl_context(cfg) if is_ssl else None,
+        ssl_context=build_ssl_context(cfg, served_alpn(protocols)) if is_ssl else None,
         http_protocols=protocols,
         http2_cleartext=cleartext,
         http2_max_concurrent_streams=_bounded(get("http2_max_concurrent_streams", 100),
@@ -175,7 +175,7 @@ def from_cfg(cfg: Any, *, parser: str, max_requests: int, log: Any = None) -> Se
     return settings
 
 
-def build_ssl_context(cfg: Any) -> ssl.SSLContext:
+def build_ssl_context(cfg: Any, alpn: tuple[str, ...] = ("http/1.1",)) -> ssl.SSLContext:
     """Build the TLS context the way Gunicorn does, including the ``ssl_context`` hook.
 
     Any failure raises :class:`SettingsError`: the worker must stop rather than serve plaintext.
@@ -194,12 +194,17 @@ def build_ssl_context(cfg: Any) -> ssl.SSLContext:
         # Gunicorn's factory offers h2 when http_protocols has it (and an ssl_context hook may
         # set anything): ALPN must offer only what this worker serves, or a client that picks
         # h2 gets a connection that refuses its preface.
-        context.set_alpn_protocols(list(SERVED_ALPN))
+        context.set_alpn_protocols(list(alpn))
     return context
 
 
-# The ALPN protocol ids this worker serves over TLS, in order of preference.
-SERVED_ALPN = ("http/1.1",)
+def served_alpn(protocols: tuple[str, ...]) -> tuple[str, ...]:
+    """The ALPN ids to offer over TLS for ``http_protocols``, in its order of preference.
+
+    ``h2`` alone offers ``h2`` alone; a client that offers none of them gets no ALPN answer
+    and is served HTTP/1.1, as Gunicorn 27 does.
+    """
+    return tuple({"h1": "http/1.1", "h2": "h2"}[name] for name in protocols)
 
 
 # Settings this worker does not honour, with what to do instead. Each is reported once at
@@ -257,8 +262,10 @@ def _http2_negotiation(get: Callable[[str, Any], Any],
                             "has no h2")
         return protocols, cleartext, warnings
     _require_h2(wanted)
-    warnings.append(f"http_protocols={wanted}: HTTP/2 is not served yet; TLS ALPN offers "
-                    "http/1.1 only, so HTTP/2-capable clients are served HTTP/1.1")
+    if cleartext in ("upgrade", "both") and not is_ssl:
+        warnings.append(f"http2_cleartext={cleartext!r}: Upgrade: h2c is not served yet; such "
+                        "requests are answered over HTTP/1.1"
+                        + (" (prior knowledge is)" if cleartext == "both" else ""))
     if is_ssl and cleartext != "off":
         warnings.append(f"http2_cleartext={cleartext!r} is ignored with TLS: HTTP/2 is "
                         "negotiated by ALPN")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import ssl
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -12,7 +13,6 @@ import pytest
 from gunicorn.config import Config
 
 from tests.conftest import ROOT
-from tests.rawhttp import Conn, read_response
 
 
 @pytest.fixture(scope="module")
@@ -42,32 +42,9 @@ def _tls_client(alpn: list[str]) -> ssl.SSLContext:
 # -- ALPN offers only what the worker serves ---------------------------------------------------
 
 
-@needs_http2_settings
-def test_alpn_with_h2_configured_serves_http2_clients_over_http11(  # type: ignore[no-untyped-def]
-        start_server, worker_class, certificate) -> None:
-    # A user's `-k asgi` command: Gunicorn's context factory offers h2 in ALPN. Clients that
-    # prefer h2 must still get a working connection, never one that refuses their preface.
-    cert, key = certificate
-    srv = start_server("tests.apps.basic:app", "--certfile", str(cert), "--keyfile", str(key),
-                       "--http-protocols", "h2,h1", worker=worker_class)
-    with httpx.Client(http2=True, verify=False, timeout=10) as client:
-        for _ in range(3):
-            response = client.get(f"https://127.0.0.1:{srv.port}/scope")
-            assert response.status_code == 200
-            assert response.http_version == "HTTP/1.1"
-            assert response.json()["scheme"] == "https"
-    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as raw, \
-            _tls_client(["h2", "http/1.1"]).wrap_socket(raw) as tls:
-        assert tls.selected_alpn_protocol() == "http/1.1"
-        tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        status, _, body = read_response(Conn(tls))  # type: ignore[arg-type]
-        assert (status, body) == (200, b"Hello, world!")
-    assert "http_protocols=h2,h1: HTTP/2 is not served yet" in srv.log()
-    assert "Invalid request" not in srv.log()
-
-
 def test_alpn_set_by_an_ssl_context_hook_is_narrowed(  # type: ignore[no-untyped-def]
         start_server, worker_class, certificate, tmp_path: Path) -> None:
+    # HTTP/1.1 only (the default): a hook that offers h2 must not make clients pick it.
     cert, key = certificate
     conf = tmp_path / "conf.py"
     conf.write_text(
@@ -108,3 +85,225 @@ def test_http2_without_the_h2_package_stops_with_what_to_install(  # type: ignor
     # leave it to the worker.
     assert "[http2]" in log
     assert "asgi_worker ready" not in log
+
+
+# -- HTTP/2 served: TLS + ALPN, and cleartext prior knowledge for trusted peers ----------------
+
+
+class RawH2:
+    """An HTTP/2 client over a plain socket with h2's state machine: frames a test controls."""
+
+    def __init__(self, port: int, timeout: float = 10.0) -> None:
+        import h2.config
+        import h2.connection
+
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
+                                                                        header_encoding=None))
+        self.h2.initiate_connection()
+        self.sock.sendall(self.h2.data_to_send())
+        self.events: list[object] = []
+        self.buffer = b""
+
+    def request(self, path: str, body: bytes = b"") -> int:
+        stream_id = self.h2.get_next_available_stream_id()
+        self.h2.send_headers(stream_id, [(b":method", b"POST" if body else b"GET"),
+                                         (b":path", path.encode()), (b":scheme", b"http"),
+                                         (b":authority", b"localhost")],
+                             end_stream=not body)
+        if body:
+            self.h2.send_data(stream_id, body, end_stream=True)
+        self.sock.sendall(self.h2.data_to_send())
+        return stream_id
+
+    def read(self, until: object, timeout: float = 10.0) -> list[object]:
+        """Read events until ``until(events)`` is true, the peer closes, or ``timeout``."""
+        import h2.connection
+        import h2.events
+
+        self.sock.settimeout(timeout)
+        while not until(self.events):  # type: ignore[operator]
+            try:
+                data = self.sock.recv(65536)
+            except (TimeoutError, ConnectionResetError):
+                break
+            if not data:
+                self.events.append("closed")
+                break
+            self.buffer += data
+            # Frame by frame: h2's client refuses every frame after a GOAWAY, while a graceful
+            # GOAWAY lets the streams it names finish (RFC 9113 section 6.8).
+            while len(self.buffer) >= 9:
+                size = 9 + int.from_bytes(self.buffer[:3], "big")
+                if len(self.buffer) < size:
+                    break
+                frame, self.buffer = self.buffer[:size], self.buffer[size:]
+                for event in self.h2.receive_data(frame):
+                    self.events.append(event)
+                    if isinstance(event, h2.events.DataReceived):
+                        self.h2.acknowledge_received_data(event.flow_controlled_length,
+                                                          event.stream_id)
+                    elif isinstance(event, h2.events.ConnectionTerminated):
+                        machine = self.h2.state_machine
+                        machine.state = h2.connection.ConnectionState.CLIENT_OPEN
+            try:
+                self.sock.sendall(self.h2.data_to_send())
+            except OSError:  # the server closed after its last frame
+                self.events.append("closed")
+                break
+        return self.events
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _ended(stream_id: int) -> object:
+    import h2.events
+
+    return lambda events: any(isinstance(e, h2.events.StreamEnded) and e.stream_id == stream_id
+                              for e in events)
+
+
+def _body(events: list[object], stream_id: int) -> bytes:
+    import h2.events
+
+    return b"".join(e.data for e in events  # type: ignore[attr-defined]
+                    if isinstance(e, h2.events.DataReceived) and e.stream_id == stream_id)
+
+
+def _goaway(events: list[object]) -> object:
+    import h2.events
+
+    return next((e for e in events if isinstance(e, h2.events.ConnectionTerminated)), None)
+
+
+def _h2c(start_server, worker_class, *args: str):  # type: ignore[no-untyped-def]
+    pytest.importorskip("h2")
+    return start_server("tests.apps.http2:app", "--http-protocols", "h2,h1",
+                        "--http2-cleartext", "prior-knowledge", *args, worker=worker_class)
+
+
+@needs_http2_settings
+def test_tls_alpn_serves_http2(start_server, worker_class, certificate) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("h2")
+    cert, key = certificate
+    srv = start_server("tests.apps.http2:app", "--certfile", str(cert), "--keyfile", str(key),
+                       "--http-protocols", "h2,h1", worker=worker_class)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as raw, \
+            _tls_client(["h2", "http/1.1"]).wrap_socket(raw) as tls:
+        assert tls.selected_alpn_protocol() == "h2"
+    base = f"https://127.0.0.1:{srv.port}"
+    with httpx.Client(http2=True, verify=False, timeout=20) as client:
+        response = client.get(f"{base}/scope?q=1", headers=[("cookie", "a=1"), ("cookie", "b=2")])
+        assert (response.status_code, response.http_version) == (200, "HTTP/2")
+        scope = response.json()
+        assert (scope["http_version"], scope["scheme"], scope["method"]) == ("2", "https", "GET")
+        assert (scope["path"], scope["query_string"]) == ("/scope", "q=1")
+        headers = dict(scope["headers"])
+        assert headers["host"] == f"127.0.0.1:{srv.port}"  # from :authority
+        assert not [name for name, _ in scope["headers"] if name.startswith(":")]
+        assert headers["cookie"] == "a=1; b=2"  # RFC 9113 section 8.2.3
+        assert scope["client"][0] == "127.0.0.1"
+        # Flow control both ways: a body larger than every window, echoed back.
+        payload = bytes(range(256)) * 8192
+        echoed = client.post(f"{base}/echo", content=payload)
+        assert echoed.content == payload
+        big = client.get(f"{base}/big?1000001")
+        assert len(big.content) == 1000001
+        assert response.headers["server"] == "gunicorn" and "date" in response.headers
+    # HTTP/1.1 clients on the same port are still served.
+    with httpx.Client(verify=False, timeout=10) as client:
+        response = client.get(f"{base}/")
+        assert (response.status_code, response.http_version) == (200, "HTTP/1.1")
+    assert "Traceback" not in srv.log()
+
+
+@needs_http2_settings
+def test_h2c_prior_knowledge_from_a_trusted_peer(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
+    srv = _h2c(start_server, worker_class)
+    with httpx.Client(http1=False, http2=True, timeout=20) as client:
+        response = client.get(f"{srv.url}/scope")
+        assert (response.status_code, response.http_version) == (200, "HTTP/2")
+        assert response.json()["scheme"] == "http"
+        payload = b"p" * 300_000
+        assert client.post(f"{srv.url}/echo", content=payload).content == payload
+    # A trusted peer on a prior-knowledge port that speaks HTTP/1.x: 400, as Gunicorn does.
+    assert httpx.get(f"{srv.url}/").status_code == 400
+
+
+@needs_http2_settings
+def test_h2c_from_an_untrusted_peer_is_http11(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
+    srv = _h2c(start_server, worker_class, "--forwarded-allow-ips", "10.1.2.3")
+    response = httpx.get(f"{srv.url}/")
+    assert (response.status_code, response.http_version) == (200, "HTTP/1.1")
+    with pytest.raises(httpx.RemoteProtocolError), \
+            httpx.Client(http1=False, http2=True, timeout=10) as client:
+        client.get(f"{srv.url}/")
+
+
+@needs_http2_settings
+def test_streams_on_one_connection_and_max_requests(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
+    srv = _h2c(start_server, worker_class, "--max-requests", "5")
+    client = RawH2(srv.port)
+    try:
+        ids = [client.request("/") for _ in range(5)]
+        events = client.read(lambda events: all(_ended(i)(events) for i in ids))
+        assert [_body(events, i) for i in ids] == [b"Hello, world!"] * 5
+        # The fifth stream used the budget: the worker drains with a GOAWAY naming the last
+        # stream it took, then closes.
+        events = client.read(lambda events: "closed" in events, timeout=15)
+        goaway = _goaway(events)
+        assert goaway is not None and goaway.last_stream_id == ids[-1]  # type: ignore[attr-defined]
+        assert goaway.error_code == 0  # type: ignore[attr-defined]
+    finally:
+        client.close()
+    srv.wait_for_log(r"Autorestarting worker after 5 requests")
+
+
+@needs_http2_settings
+def test_sigterm_sends_goaway_and_lets_open_streams_finish(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
+    import signal
+
+    srv = _h2c(start_server, worker_class)
+    client = RawH2(srv.port)
+    try:
+        slow = client.request("/sleep?1.5")
+        fast = client.request("/")
+        client.read(_ended(fast))
+        srv.signal(signal.SIGTERM)
+        events = client.read(lambda events: _ended(slow)(events) and _goaway(events),
+                             timeout=15)
+        assert _body(events, slow) == b"slept"
+        assert _goaway(events).last_stream_id == fast  # the highest it took  # type: ignore[union-attr]
+    finally:
+        client.close()
+
+
+@needs_http2_settings
+def test_keepalive_closes_an_idle_connection_with_goaway(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
+    srv = _h2c(start_server, worker_class, "--keep-alive", "1")
+    client = RawH2(srv.port)
+    try:
+        stream = client.request("/")
+        client.read(_ended(stream))
+        started = time.monotonic()
+        events = client.read(lambda events: "closed" in events, timeout=10)
+        assert "closed" in events and _goaway(events) is not None
+        assert time.monotonic() - started < 5
+    finally:
+        client.close()
+
+
+@needs_http2_settings
+def test_access_log_has_one_line_per_stream(start_server, worker_class, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    log = tmp_path / "access.log"
+    srv = _h2c(start_server, worker_class, "--access-logfile", str(log))
+    with httpx.Client(http1=False, http2=True, timeout=20) as client:
+        for path in ("/a", "/b", "/c"):
+            assert client.get(f"{srv.url}{path}").status_code == 200
+    from tests.waiting import wait_until
+
+    assert wait_until(lambda: log.exists() and log.read_text().count("HTTP/2") == 3)
+    lines = log.read_text().splitlines()
+    assert [line.split('"')[1].split()[1] for line in lines] == ["/a", "/b", "/c"]
+    assert all(' 200 13 ' in line for line in lines)

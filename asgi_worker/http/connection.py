@@ -36,6 +36,9 @@ MAX_DISCARD = 1024 * 1024
 MAX_CONTENT_LENGTH = (1 << 64) - 1
 # A PROXY protocol header longer than this is not one (v1 is at most 107 bytes, v2 is bounded).
 MAX_PROXY_HEADER = 16 + 4096
+# RFC 9113 section 3.4: how a client with prior knowledge opens a cleartext HTTP/2 connection.
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_HTTP1_REQUEST_LINE = re.compile(rb"[!-~]+ [!-~]+ HTTP/1\.[01]\r?").fullmatch
 
 # RFC 9112 section 3.2: Host is uri-host [":" port]; anything else is answered 400.
 _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[-A-Za-z0-9._~%!$&'()*+,;=]*)(?::[0-9]*)?").fullmatch
@@ -54,10 +57,11 @@ class HTTPConnection(asyncio.Protocol):
 
     __slots__ = (
         "app", "body_received", "client", "closed", "cycle", "deadline", "discarded",
-        "forwarded_trusted", "framing", "head_bytes", "head_keep_alive", "head_pending",
-        "input_done", "log", "loop", "parsing", "pending_error", "pipeline", "proxy_buffer",
-        "proxy_trusted", "read_paused", "scheme", "server", "settings", "sockname",
-        "special_headers", "transport", "upgrade_scope", "write_paused", "write_waiter",
+        "forwarded_trusted", "framing", "h2c_sniff", "head_bytes", "head_keep_alive",
+        "head_pending", "input_done", "log", "loop", "parsing", "pending_error", "pipeline",
+        "preamble", "proxy_pending", "proxy_trusted", "read_paused", "scheme", "server",
+        "settings", "sockname", "special_headers", "transport", "upgrade_scope", "write_paused",
+        "write_waiter",
     )
 
     def __init__(self, server: Server) -> None:
@@ -90,8 +94,12 @@ class HTTPConnection(asyncio.Protocol):
         self.forwarded_trusted = False
         self.head_pending = False
         self.special_headers = _SPECIAL_HEADERS
-        self.proxy_buffer: bytes | None = None
+        # Bytes read before HTTP/1.1 (a PROXY header, the h2c preface) while it is undecided;
+        # None once the parser gets every byte.
+        self.preamble: bytes | None = None
+        self.proxy_pending = False
         self.proxy_trusted = False
+        self.h2c_sniff = False
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -112,8 +120,20 @@ class HTTPConnection(asyncio.Protocol):
         self.forwarded_trusted = server.forwarded_peers.is_trusted(host)
         self._update_special_headers()
         if server.proxy_peers is not None:
-            self.proxy_buffer = b""
+            self.preamble = b""
+            self.proxy_pending = True
             self.proxy_trusted = server.proxy_peers.is_trusted(host)
+        if server.http2 is not None:
+            if self.scheme == "https":
+                ssl_object = transport.get_extra_info("ssl_object")
+                if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+                    server.http2(self, b"")
+                    return
+            elif server.h2c_prior_knowledge and (self.proxy_pending or self.forwarded_trusted):
+                # Trusted peers may open with the HTTP/2 preface (decided after any PROXY
+                # header, which can change who the peer is).
+                self.preamble = b""
+                self.h2c_sniff = True
         first_wait = self.settings.keepalive or self.settings.header_timeout
         self.deadline = self.loop.time() + first_wait
         self.server.connection_made(self)
@@ -179,7 +199,7 @@ class HTTPConnection(asyncio.Protocol):
             # Idle keep-alive, or a head that did not arrive in time (slow sender).
             self.transport.close()
         else:
-            self.log.info("Closing connection from %s: client too slow", self._peer())
+            self.log.info("Closing connection from %s: client too slow", self.peer())
             self.transport.abort()
 
     # -- the server's requests of us -------------------------------------------------------------
@@ -199,7 +219,7 @@ class HTTPConnection(asyncio.Protocol):
     def describe(self) -> list[str]:
         """The requests in flight on this connection, for the blocked-loop report."""
         cycles = [c for c in (self.cycle, *self.pipeline) if c is not None]
-        return [f"{describe_request(c.scope)} from {self._peer()}" for c in cycles]
+        return [f"{describe_request(c.scope)} from {self.peer()}" for c in cycles]
 
     # -- called by the parser adapters --------------------------------------------------------
 
@@ -288,7 +308,7 @@ class HTTPConnection(asyncio.Protocol):
                     f"Content-Length {content_length}", self.settings.max_body_size)
                     + "; answered 413 Content Too Large")
         self.body_received = 0
-        scope = self._build_scope(method, target, http_version, headers, forwarded)
+        scope = self.build_scope(method, target, http_version, headers, forwarded)
         if upgrade:
             keep_alive = False
             # RFC 9110 section 7.8: an Upgrade header in an HTTP/1.0 request is ignored.
@@ -349,7 +369,7 @@ class HTTPConnection(asyncio.Protocol):
         after them: answering now would hand the client the 400 as the reply to an earlier
         request, and whether that happened would depend on how the bytes were split.
         """
-        self.log.warning("Invalid request from ip=%s: %s", self._peer(), exc.detail or exc.key)
+        self.log.warning("Invalid request from ip=%s: %s", self.peer(), exc.detail or exc.key)
         transport = self.transport
         if transport is None or self.closed:
             return
@@ -378,7 +398,7 @@ class HTTPConnection(asyncio.Protocol):
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _build_scope(self, method: bytes, target: bytes, http_version: str,
+    def build_scope(self, method: bytes, target: bytes, http_version: str,
                      headers: list[tuple[bytes, bytes]], forwarded: bool) -> dict[str, Any]:
         if _HASH in target:
             # RFC 9112 section 3.2: no form of request-target has a fragment; both parsers
@@ -503,25 +523,71 @@ class HTTPConnection(asyncio.Protocol):
         self.special_headers = (_SPECIAL_HEADERS | self.server.forwarded.names
                                 if self.forwarded_trusted else _SPECIAL_HEADERS)
 
+    def read_preamble(self, data: bytes) -> bytes:
+        """What comes before HTTP/1.1: a PROXY header, then from a trusted h2c peer perhaps
+        the HTTP/2 preface. Returns the bytes for the HTTP/1.1 parser (none while undecided,
+        or once the connection became HTTP/2)."""
+        if self.proxy_pending:
+            data = self.read_proxy_header(data)
+            if self.proxy_pending or self.closed:
+                return b""
+        if self.h2c_sniff and self.forwarded_trusted:
+            return self._sniff_h2c(data)
+        self.preamble = None
+        return data
+
+    def _sniff_h2c(self, data: bytes) -> bytes:
+        buffer = (self.preamble or b"") + data
+        size = min(len(buffer), len(H2_PREFACE))
+        if buffer[:size] == H2_PREFACE[:size]:
+            if size < len(H2_PREFACE):
+                self.preamble = buffer
+                return b""
+            self.preamble = None
+            self.h2c_sniff = False
+            self.server.connection_lost(self)
+            self.server.http2(self, buffer)  # type: ignore[misc]  # set when sniffing
+            return b""
+        if self.settings.http2_cleartext != "prior-knowledge":
+            self.preamble = None
+            self.h2c_sniff = False
+            return buffer
+        # A trusted peer on a prior-knowledge port must speak HTTP/2: an HTTP/1.x request is
+        # a 400 (Gunicorn's rule), anything else an invalid preface (RFC 9113 section 3.4: a
+        # connection error, so the connection closes).
+        line_end = buffer.find(b"\n")
+        if line_end < 0 and len(buffer) <= self.settings.limit_request_line:
+            self.preamble = buffer
+            return b""
+        self.preamble = None
+        self.h2c_sniff = False
+        if line_end >= 0 and _HTTP1_REQUEST_LINE(buffer[:line_end]):
+            self.on_bad_request(RequestError("bad_request", "HTTP/1.x from a trusted peer on a "
+                                             "prior-knowledge HTTP/2 port"))
+        else:
+            self._refuse_preamble("invalid HTTP/2 connection preface")
+        return b""
+
     def read_proxy_header(self, data: bytes) -> bytes:
         """Consume a PROXY protocol header before HTTP; return the bytes that follow it."""
-        buffer = (self.proxy_buffer or b"") + data
+        buffer = (self.preamble or b"") + data
         mode = self.settings.proxy_protocol
         try:
             header = parse_proxy_header(buffer, v1=mode != "v2", v2=mode != "v1", optional=True)
         except ProxyHeaderError as exc:
-            self._refuse_proxy(exc.reason)
+            self._refuse_preamble(exc.reason)
             return b""
         if header is None:
             if len(buffer) > MAX_PROXY_HEADER:
-                self._refuse_proxy("PROXY header too long")
+                self._refuse_preamble("PROXY header too long")
                 return b""
-            self.proxy_buffer = buffer
+            self.preamble = buffer
             return b""
-        self.proxy_buffer = None
+        self.preamble = b""
+        self.proxy_pending = False
         if header.length:
             if not self.proxy_trusted:
-                self._refuse_proxy("PROXY header from a peer not in proxy_allow_ips")
+                self._refuse_preamble("PROXY header from a peer not in proxy_allow_ips")
                 return b""
             if header.source is not None:
                 self.client = header.source
@@ -532,14 +598,14 @@ class HTTPConnection(asyncio.Protocol):
                 self.sockname = header.destination
         return buffer[header.length:]
 
-    def _refuse_proxy(self, reason: str) -> None:
-        self.log.warning("Closing connection from %s: %s", self._peer(), reason)
-        self.proxy_buffer = None
+    def _refuse_preamble(self, reason: str) -> None:
+        self.log.warning("Closing connection from %s: %s", self.peer(), reason)
+        self.preamble = None
         self.closed = True
         if self.transport is not None:
             self.transport.close()
 
-    def _peer(self) -> str:
+    def peer(self) -> str:
         return self.client[0] if self.client else "unix"
 
 

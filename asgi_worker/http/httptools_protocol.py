@@ -44,8 +44,8 @@ class HttpToolsProtocol(HTTPConnection):
     def data_received(self, data: bytes) -> None:
         if self.closed or self.input_done:
             return
-        if self.proxy_buffer is not None:
-            data = self.read_proxy_header(data)
+        if self.preamble is not None:
+            data = self.read_preamble(data)
             if not data:
                 return
         size = len(data)

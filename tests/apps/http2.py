@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from typing import Any
@@ -38,6 +39,15 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             body += message["body"]
             more = message["more_body"]
         await _respond(send, body)
+    elif scope["path"] == "/sleep":
+        await asyncio.sleep(float(scope["query_string"] or b"1"))
+        await _respond(send, b"slept")
+    elif scope["path"] == "/big":
+        size = int(scope["query_string"] or b"1000000")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(size // 100000):
+            await send({"type": "http.response.body", "body": b"b" * 100000, "more_body": True})
+        await send({"type": "http.response.body", "body": b"b" * (size % 100000)})
     else:
         await _respond(send, b"Hello, world!")
 

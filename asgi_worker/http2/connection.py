@@ -1,0 +1,424 @@
+"""One HTTP/2 connection: bytes into h2's sans-I/O ``H2Connection``, events into streams.
+
+An HTTP/1.1 connection (http/connection.py) takes every new connection; it hands the transport
+here when TLS ALPN picked ``h2`` or a trusted peer opened with the cleartext preface. What the
+HTTP/1.1 connection learnt (peer, PROXY header, trust, scheme) stays with it and builds the
+scopes, so a stream's scope follows the same rules as an HTTP/1.1 request's. h2 decides
+everything about the protocol (HPACK, flow-control accounting, stream states, frame errors);
+this module acts on its events, writes what it queued once per event-loop iteration, and keeps
+Gunicorn's operational model: GOAWAY on drain, ``keepalive`` idle close, per-stream deadlines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+from hyperframe.frame import GoAwayFrame
+
+from ..http.cycle import RequestCycle
+from ..http.errors import RequestError
+from .stream import H2Stream
+
+if TYPE_CHECKING:
+    from ..http.connection import HTTPConnection
+
+_NO_ERROR, _PROTOCOL_ERROR, _INTERNAL_ERROR, _REFUSED_STREAM, _CANCEL = 0, 1, 2, 7, 8
+_ENHANCE_YOUR_CALM = 11
+# Frames that cost the worker work but carry no request (PING, SETTINGS, PRIORITY, empty DATA,
+# unknown frames, RST_STREAM of a stream being served: CVE-2023-44487 and the floods of
+# CVE-2019-9512/9515/9518): more than this many within one second and the connection is cut
+# with ENHANCE_YOUR_CALM. Browsers and proxies send a handful.
+FLOOD_LIMIT = 1000
+# Client resets of streams still being served within one second, as a multiple of
+# http2_max_concurrent_streams (a legitimate client cancels a page's requests at most).
+RESET_FACTOR = 2
+_ERRORS = (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError, KeyError)
+
+
+class H2Connection(asyncio.Protocol):
+    """An HTTP/2 server connection; one :class:`H2Stream` and one ``RequestCycle`` per request."""
+
+    __slots__ = (
+        "app", "closed", "deadline", "flood", "flood_start", "flush_scheduled", "forwarded_names",
+        "goaway_sent", "h2", "log", "loop", "origin", "reset_limit", "resets", "server",
+        "settings", "streams", "transport", "write_paused", "write_waiter",
+    )
+
+    def __init__(self, origin: HTTPConnection) -> None:
+        self.origin = origin
+        self.server = origin.server
+        self.settings = origin.settings
+        self.app = origin.app
+        self.loop = origin.loop
+        self.log = origin.log
+        self.transport = origin.transport
+        self.forwarded_names = (self.server.forwarded.names if origin.forwarded_trusted
+                                else frozenset())
+        self.streams: dict[int, H2Stream] = {}
+        self.closed = False
+        self.deadline = 0.0
+        self.flush_scheduled = False
+        self.goaway_sent = False
+        self.write_paused = False
+        self.write_waiter: asyncio.Future[None] | None = None
+        self.flood = 0
+        self.resets = 0
+        self.flood_start = self.loop.time()
+        self.reset_limit = RESET_FACTOR * self.settings.http2_max_concurrent_streams
+        config = h2.config.H2Configuration(client_side=False, header_encoding=None,
+                                           validate_outbound_headers=False,
+                                           normalize_outbound_headers=False)
+        conn = self.h2 = h2.connection.H2Connection(config=config)
+        settings = self.settings
+        codes = h2.settings.SettingCodes
+        conn.local_settings = h2.settings.Settings(client=False, initial_values={
+            codes.MAX_CONCURRENT_STREAMS: settings.http2_max_concurrent_streams,
+            codes.INITIAL_WINDOW_SIZE: settings.http2_initial_window_size,
+            codes.MAX_FRAME_SIZE: settings.http2_max_frame_size,
+            codes.MAX_HEADER_LIST_SIZE: settings.http2_max_header_list_size,
+        })
+        # The decoder's bound applies from the first HEADERS, not only once SETTINGS is acked.
+        conn.decoder.max_header_list_size = settings.http2_max_header_list_size
+
+    def start(self, data: bytes) -> None:
+        """Take over the transport from the HTTP/1.1 connection; ``data`` was read already."""
+        transport = self.transport
+        assert transport is not None
+        transport.set_protocol(self)
+        conn = self.h2
+        conn.initiate_connection()
+        extra = self.settings.http2_initial_window_size - 65535
+        if extra > 0:  # the connection window starts at 65535 whatever SETTINGS say
+            conn.increment_flow_control_window(extra)
+        self._flush()  # our SETTINGS go first, before a GOAWAY from a draining server
+        self._idle()
+        self.server.connection_made(self)
+        if data:
+            self.data_received(data)
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            # h2 queued the GOAWAY with the error code RFC 9113 gives this error.
+            self.log.debug("HTTP/2 protocol error from %s: %s", self.origin.peer(), exc)
+            self._flush()
+            self._close()
+            return
+        for event in events:
+            kind = type(event)
+            if kind is h2.events.RequestReceived:
+                self._on_request(event)  # type: ignore[arg-type]
+            elif kind is h2.events.DataReceived:
+                stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
+                if stream is not None:
+                    stream.feed(event.data, event.flow_controlled_length)  # type: ignore[attr-defined]
+                else:
+                    self.acknowledge(event.stream_id,  # type: ignore[attr-defined]
+                                     event.flow_controlled_length)  # type: ignore[attr-defined]
+            elif kind is h2.events.StreamEnded:
+                stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
+                if stream is not None:
+                    stream.request_done = True
+                    if stream.cycle is not None:
+                        stream.cycle.end_body()
+            elif kind is h2.events.StreamReset:
+                stream = self.streams.pop(event.stream_id, None)  # type: ignore[attr-defined]
+                if stream is not None:
+                    stream.on_reset()
+                    self.resets += 1
+                    if self.resets > self.reset_limit and self._flooded():
+                        return
+                    self._maybe_idle()
+            elif kind is h2.events.WindowUpdated:
+                self._window_opened(event.stream_id)  # type: ignore[attr-defined]
+            elif kind is h2.events.RemoteSettingsChanged:
+                if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:  # type: ignore[attr-defined]
+                    self._window_opened(0)
+            elif kind is h2.events.ConnectionTerminated:
+                self._flush()
+                self._close()
+                return
+            if kind in _CONTROL or (kind is h2.events.DataReceived
+                                    and not event.data):  # type: ignore[attr-defined]
+                self.flood += 1
+                if self.flood > FLOOD_LIMIT and self._flooded():
+                    return
+        self._flush()
+
+    def _flooded(self) -> bool:
+        """Over a flood limit: within the second since counting began, cut the connection."""
+        now = self.loop.time()
+        if now - self.flood_start >= 1.0:
+            self.flood_start = now
+            self.flood = self.resets = 0
+            return False
+        self.log.warning("Closing HTTP/2 connection from %s: too many control frames or "
+                         "stream resets (ENHANCE_YOUR_CALM)", self.origin.peer())
+        self._goaway(_ENHANCE_YOUR_CALM)
+        self._close()
+        if self.transport is not None:  # a flooding client may never read the GOAWAY
+            self.loop.call_later(1.0, self.transport.abort)
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.connection_lost(self)
+        streams = tuple(self.streams.values())
+        self.streams.clear()
+        for stream in streams:
+            stream.on_reset()
+        waiter = self.write_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def pause_writing(self) -> None:
+        # A client that does not read what it asks for (PING and SETTINGS acks, responses)
+        # is not read either, so it cannot make the worker buffer without bound.
+        self.write_paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+        waiter = self.write_waiter
+        if waiter is not None:
+            self.write_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait_writable(self) -> None:
+        """Wait until the transport's buffer drains (or the connection is lost)."""
+        if self.closed:
+            return
+        if self.write_waiter is None:
+            self.write_waiter = self.loop.create_future()
+        await asyncio.shield(self.write_waiter)
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def _on_request(self, event: h2.events.RequestReceived) -> None:
+        stream_id = event.stream_id
+        if self.goaway_sent:
+            self.reset(stream_id, _REFUSED_STREAM)  # after our GOAWAY: the client retries
+            return
+        method = path = authority = b""
+        headers: list[tuple[bytes, bytes]] = []
+        forwarded = expect_100 = False
+        names = self.forwarded_names
+        for name, value in event.headers or ():
+            if name[0] == 58:  # b":"
+                if name == b":method":
+                    method = value
+                elif name == b":path":
+                    path = value
+                elif name == b":authority":
+                    authority = value
+                continue
+            if name == b"host":
+                if authority:
+                    continue
+            elif name == b"expect":
+                expect_100 = value.lower() == b"100-continue"
+            elif name in names:
+                forwarded = True
+            headers.append((name, value))
+        if authority:
+            headers.insert(0, (b"host", authority))
+        settings = self.settings
+        if len(headers) > settings.limit_request_fields:
+            self.refuse(stream_id, 431, "too many header fields")
+            return
+        try:
+            scope = self.origin.build_scope(method, path, "2", headers, forwarded)
+        except RequestError as exc:
+            self.refuse(stream_id, 400, exc.detail or exc.key)
+            return
+        ended = event.stream_ended is not None
+        stream = H2Stream(self, stream_id)
+        stream.request_done = ended
+        cycle = RequestCycle(stream, scope, True, expect_100, not ended)
+        stream.cycle = cycle
+        server = self.server
+        if server.access_log_enabled:
+            cycle.start_time = time.time()
+        if not self.streams:
+            self.deadline = 0.0  # no longer idle: only streams waiting on the client arm it
+        self.streams[stream_id] = stream
+        if server.hooks is not None:
+            server.hooks.pre_request(cycle)
+        task = server.start_task(cycle.run(self.app))
+        if not task.done():
+            cycle.task = task
+            server.tasks.add(task)
+
+    def refuse(self, stream_id: int, status: int, reason: str) -> None:
+        """Answer a request we will not serve with a short plain-text error."""
+        self.log.warning("Invalid HTTP/2 request from ip=%s: %s", self.origin.peer(), reason)
+        body = f"{reason}\n".encode()
+        try:
+            self.h2.send_headers(stream_id, [
+                (b":status", str(status).encode()), (b"content-type", b"text/plain"),
+                (b"content-length", str(len(body)).encode())])
+            self.h2.send_data(stream_id, body, end_stream=True)
+        except _ERRORS:
+            self.reset(stream_id, _PROTOCOL_ERROR)
+        self.schedule_flush()
+
+    def stream_complete(self, stream: H2Stream) -> None:
+        """A stream's response is sent (or abandoned): forget it."""
+        self.streams.pop(stream.stream_id, None)
+        if not stream.request_done:
+            # RFC 9113 section 8.1: the response is complete; the rest of the request is not
+            # wanted.
+            self.reset(stream.stream_id, _NO_ERROR)
+        self._maybe_idle()
+
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        """Request body bytes were consumed: let the peer send as many more."""
+        if size and not self.closed:
+            try:
+                self.h2.acknowledge_received_data(size, stream_id)
+            except _ERRORS:
+                return
+            self.schedule_flush()
+
+    def reset(self, stream_id: int, code: int) -> None:
+        try:
+            self.h2.reset_stream(stream_id, code)
+        except _ERRORS:
+            return
+        self.schedule_flush()
+
+    def _window_opened(self, stream_id: int) -> None:
+        if stream_id:
+            stream = self.streams.get(stream_id)
+            if stream is not None:
+                stream.window_opened()
+        else:
+            for stream in tuple(self.streams.values()):
+                stream.window_opened()
+        self.schedule_flush()
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def schedule_flush(self) -> None:
+        """Write what h2 queued once this event-loop iteration is done."""
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self.flush_scheduled = False
+        data = self.h2.data_to_send()
+        if data and not self.closed and self.transport is not None:
+            self.transport.write(data)
+
+    def _close(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.closed = True
+            self.transport.close()
+
+    # -- deadlines, drain, the server's requests ---------------------------------------------
+
+    def arm_deadline(self, seconds: float) -> None:
+        """A stream waits on the client (body or window): bound the wait."""
+        deadline = self.loop.time() + seconds
+        if not self.deadline or self.deadline > deadline:
+            self.deadline = deadline
+
+    def _idle(self) -> None:
+        seconds = self.settings.keepalive or self.settings.header_timeout
+        self.deadline = self.loop.time() + seconds
+
+    def _maybe_idle(self) -> None:
+        if self.streams:
+            return
+        if self.goaway_sent or self.server.draining:
+            # Drained: close after the same short grace an idle HTTP/1.1 connection gets, so
+            # a request already on the wire meets our GOAWAY rather than a reset.
+            self._goaway()
+            self._flush()
+            self.deadline = self.loop.time() + self.server.drain_idle_grace
+        else:
+            self._idle()
+
+    def on_deadline(self) -> None:
+        """Idle for ``keepalive``: GOAWAY and close. Streams waiting on a slow client: reset."""
+        self.deadline = 0.0
+        if self.closed:
+            return
+        if not self.streams:
+            self._goaway()
+            self._flush()
+            self._close()
+            return
+        for stream in tuple(self.streams.values()):
+            cycle = stream.cycle
+            if stream.blocked or (cycle is not None and cycle.waiter is not None
+                                  and cycle.more_body):
+                self.log.info("Resetting HTTP/2 stream %d from %s: client too slow",
+                              stream.stream_id, self.origin.peer())
+                self.streams.pop(stream.stream_id, None)
+                self.reset(stream.stream_id, _CANCEL)
+                stream.on_reset()
+        self._maybe_idle()
+
+    def _goaway(self, code: int = _NO_ERROR) -> None:
+        """Tell the client which streams we will still answer (the ones it opened so far).
+
+        Written beside h2, whose state machine refuses every frame after its own GOAWAY,
+        while the streams in flight must still finish.
+        """
+        if self.goaway_sent or self.closed or self.transport is None:
+            return
+        self.goaway_sent = True
+        self._flush()
+        frame = GoAwayFrame(0, last_stream_id=self.h2.highest_inbound_stream_id,
+                            error_code=code)
+        self.transport.write(frame.serialize())
+
+    def shutdown(self, grace: float) -> None:
+        """Graceful shutdown: GOAWAY now, finish the streams in flight, then close."""
+        self._goaway()
+        if not self.streams:
+            deadline = self.loop.time() + grace
+            if not self.deadline or self.deadline > deadline:
+                self.deadline = deadline
+
+    def force_close(self) -> None:
+        """The graceful period ran out: reset what is left (apps see http.disconnect)."""
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+
+    def describe(self) -> list[str]:
+        peer = self.origin.peer()
+        return [f"{stream.describe()} (HTTP/2 stream {stream.stream_id}) from {peer}"
+                for stream in self.streams.values()]
+
+    def peer(self) -> str:
+        return self.origin.peer()
+
+
+_CONTROL = frozenset({h2.events.PingReceived, h2.events.RemoteSettingsChanged,
+                      h2.events.PriorityUpdated, h2.events.UnknownFrameReceived})
+
+
+def upgrade_factory(origin: HTTPConnection, data: bytes) -> Any:
+    """Hand ``origin``'s transport to a new HTTP/2 connection (see HTTPConnection)."""
+    conn = H2Connection(origin)
+    conn.start(data)
+    return conn

@@ -1,0 +1,281 @@
+"""One HTTP/2 stream: the owner and the framing of one shared ASGI request cycle.
+
+The cycle (http/cycle.py) is the same one HTTP/1.1 runs; a stream gives it what an HTTP/1.1
+connection gives it (flow control, write waits, completion) and turns its response into
+HEADERS and DATA through h2's state machine, which stays the authority on the protocol. Flow
+control both ways: request DATA is acknowledged (WINDOW_UPDATE) as the app consumes it, and a
+response body waits for the peer's window, so neither side makes the worker hold more than one
+window plus one ASGI message per stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from ..http.cycle import RequestCycle, describe_request
+from ..http.h1_framing import _CONNECTION, _CONTENT_LENGTH, _KNOWN_HEADERS, _encode_header
+
+if TYPE_CHECKING:
+    from ..server import Server
+    from ..settings import Settings
+    from .connection import H2Connection
+
+_NO_BODY_STATUS = frozenset({204, 304})
+_CONTINUE_HEADERS = [(b":status", b"100")]
+_SERVER_HEADER = (b"server", b"gunicorn")
+# RFC 9113 section 8.2.2: connection-specific fields are never sent over HTTP/2.
+_CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connection",
+                                  b"transfer-encoding", b"upgrade"})
+# (name, value) pairs already validated -> (kind, (lower-case name, value)).
+_KNOWN_H2: dict[tuple[bytes, bytes], tuple[int, tuple[bytes, bytes]]] = {}
+_MAX_KNOWN = 1024
+_STATUS_VALUES = {status: str(status).encode() for status in range(100, 600)}
+
+
+class H2Stream:
+    """A request stream: implements the cycle's ``Owner`` and ``Framing``."""
+
+    __slots__ = (
+        "blocked", "conn", "cycle", "framing", "length_left", "log", "loop", "no_body",
+        "pending", "pending_end", "read_paused", "request_done", "response", "server",
+        "settings", "stream_id", "unacked", "waiter",
+    )
+
+    def __init__(self, conn: H2Connection, stream_id: int) -> None:
+        self.conn = conn
+        self.stream_id = stream_id
+        self.server: Server = conn.server
+        self.settings: Settings = conn.settings
+        self.loop: asyncio.AbstractEventLoop = conn.loop
+        self.log: Any = conn.log
+        self.framing = self
+        self.cycle: RequestCycle | None = None
+        self.response: list[tuple[bytes, bytes]] | None = None
+        self.no_body = False
+        self.length_left = -1
+        self.pending = b""  # response body waiting for the peer's window
+        self.pending_end = False
+        self.blocked = False
+        self.read_paused = False
+        self.request_done = False
+        self.unacked = 0  # request body bytes consumed by nobody yet: not acknowledged
+        self.waiter: asyncio.Future[None] | None = None
+
+    # -- the cycle's owner ---------------------------------------------------------------------
+
+    @property
+    def write_paused(self) -> bool:
+        return self.blocked or self.conn.write_paused
+
+    async def wait_writable(self) -> None:
+        """Wait for the peer's window (and the socket's buffer); return at once if reset."""
+        conn = self.conn
+        while not conn.closed and self.cycle is not None and not self.cycle.disconnected:
+            if self.blocked:
+                waiter = self.waiter = self.loop.create_future()
+                await waiter
+            elif conn.write_paused:
+                await conn.wait_writable()
+            else:
+                return
+
+    def pause_reading(self) -> None:
+        self.read_paused = True
+
+    def resume_reading(self) -> None:
+        """The app took the body held so far: let the peer send more."""
+        self.read_paused = False
+        if self.unacked:
+            unacked, self.unacked = self.unacked, 0
+            self.conn.acknowledge(self.stream_id, unacked)
+
+    def set_deadline(self, seconds: float) -> None:
+        self.conn.arm_deadline(seconds)
+
+    def clear_deadline(self) -> None:
+        """The connection's deadline covers every stream; it is re-armed by whoever waits."""
+
+    def on_response_complete(self, cycle: RequestCycle) -> None:
+        """The app's response is all sent, or handed to the stream: what is left of it goes
+        as the peer's window opens, bounded by the send deadline."""
+        if not self.pending:
+            self.conn.stream_complete(self)
+        self.server.on_response_complete(cycle)
+
+    # -- events from the connection ------------------------------------------------------------
+
+    def feed(self, data: bytes, flow_length: int) -> None:
+        """Request DATA: to the app; acknowledged now unless the app is behind."""
+        cycle = self.cycle
+        if cycle is None or cycle.complete or cycle.disconnected:
+            self.conn.acknowledge(self.stream_id, flow_length)
+            return
+        cycle.feed_body(data)
+        if self.read_paused:
+            self.unacked += flow_length
+        else:
+            self.conn.acknowledge(self.stream_id, flow_length)
+
+    def window_opened(self) -> None:
+        """The peer's window grew: send what waits, wake the app's ``send()``."""
+        if not self.blocked:
+            return
+        body, self.pending = self.pending, b""
+        self._send_body(body, not self.pending_end)
+        if self.pending:
+            return
+        self.blocked = False
+        self._wake()
+        cycle = self.cycle
+        if cycle is not None and cycle.complete:
+            self.conn.stream_complete(self)
+
+    def on_reset(self) -> None:
+        """RST_STREAM from the peer, or the connection went away."""
+        self.blocked = False
+        self.pending = b""
+        cycle = self.cycle
+        if cycle is not None:
+            cycle.on_disconnect()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- the cycle's framing -------------------------------------------------------------------
+
+    def send_continue(self) -> None:
+        self.conn.h2.send_headers(self.stream_id, _CONTINUE_HEADERS)
+        self.conn.schedule_flush()
+
+    def start(self, cycle: RequestCycle, status: int, headers: Any) -> None:
+        """Validate the app's headers into an HTTP/2 header list; sent with the first body."""
+        response = [(b":status", _STATUS_VALUES.get(status) or str(status).encode())]
+        content_length = -1
+        has_date = has_server = False
+        known = _KNOWN_H2
+        for header in headers:
+            try:
+                entry = known.get(header)
+            except TypeError:  # a list, or a bytearray inside: not cached
+                entry = None
+            if entry is None:
+                entry = _h2_header(header)
+            kind, pair = entry
+            if kind:
+                if kind == _CONTENT_LENGTH:
+                    content_length = int(pair[1])
+                elif kind == _CONNECTION or pair[0] in _CONNECTION_SPECIFIC:
+                    continue
+            name = pair[0]
+            if name == b"date":
+                has_date = True
+            elif name == b"server":
+                has_server = True
+            elif name in _CONNECTION_SPECIFIC:
+                continue
+            response.append(pair)
+        if not has_date:
+            response.append((b"date", self.server.date_header[6:-2]))
+        if not has_server:
+            response.append(_SERVER_HEADER)
+        self.response = response
+        self.length_left = content_length
+        self.no_body = status in _NO_BODY_STATUS or cycle.scope["method"] == "HEAD"
+
+    def data(self, cycle: RequestCycle, body: bytes, more_body: bool) -> None:
+        """Send one body message within the peer's window; the rest waits for WINDOW_UPDATE."""
+        conn = self.conn
+        response = self.response
+        if response is not None:
+            self.response = None
+            end = self.no_body or (not body and not more_body)
+            conn.h2.send_headers(self.stream_id, response, end_stream=end)
+            conn.schedule_flush()
+            if end:
+                if not more_body:
+                    cycle.finish()
+                return
+        elif self.no_body:
+            if not more_body:
+                cycle.finish()
+            return
+        if self.length_left >= 0:
+            if len(body) > self.length_left:
+                self.log.error("ASGI app sent more body than its Content-Length: %s",
+                               describe_request(cycle.scope))
+                body = body[:self.length_left]
+                more_body = False
+            self.length_left -= len(body)
+            if not more_body and self.length_left:
+                self.log.error("ASGI app sent less body than its Content-Length: %s",
+                               describe_request(cycle.scope))
+                conn.reset(self.stream_id, 2)  # INTERNAL_ERROR: the client sees a truncation
+                cycle.bytes_sent += len(body)
+                cycle.finish()
+                return
+        cycle.bytes_sent += len(body)
+        self._send_body(body, more_body)
+        conn.schedule_flush()
+        if self.pending:
+            self.blocked = True
+            self.pending_end = not more_body
+            conn.arm_deadline(self.settings.send_timeout)
+        if not more_body:
+            cycle.finish()
+
+    def abort(self, cycle: RequestCycle) -> None:
+        """The response cannot complete: reset the stream (INTERNAL_ERROR)."""
+        self.pending = b""
+        self.blocked = False
+        self.conn.reset(self.stream_id, 2)
+
+    def _send_body(self, body: bytes, more_body: bool) -> None:
+        """Send as much of ``body`` as the windows allow; keep the rest in :attr:`pending`."""
+        h2 = self.conn.h2
+        stream_id = self.stream_id
+        if not body:
+            if not more_body:
+                h2.end_stream(stream_id)
+            return
+        size = len(body)
+        window = h2.local_flow_control_window(stream_id)
+        if size <= window and size <= h2.max_outbound_frame_size:
+            h2.send_data(stream_id, body, end_stream=not more_body)
+            return
+        view = memoryview(body)
+        sent = 0
+        frame = h2.max_outbound_frame_size
+        while sent < size and window > 0:
+            step = min(window, frame, size - sent)
+            last = sent + step == size
+            h2.send_data(stream_id, view[sent:sent + step], end_stream=last and not more_body)
+            sent += step
+            window = h2.local_flow_control_window(stream_id)
+        if sent < size:
+            self.pending = body[sent:]
+
+    def describe(self) -> str:
+        cycle = self.cycle
+        return describe_request(cycle.scope) if cycle is not None else f"stream {self.stream_id}"
+
+
+def _h2_header(header: Any) -> tuple[int, tuple[bytes, bytes]]:
+    """Validate one response header as for HTTP/1.1 and lower-case its name for HTTP/2."""
+    try:
+        known = _KNOWN_HEADERS.get(header)
+    except TypeError:  # a list, or a bytearray inside
+        known = None
+    kind = (known or _encode_header(header))[0]
+    name, value = header
+    entry = (kind, (bytes(name).lower(), bytes(value)))
+    if type(header) is tuple and type(name) is bytes and type(value) is bytes:
+        if len(_KNOWN_H2) >= _MAX_KNOWN:
+            _KNOWN_H2.clear()
+        _KNOWN_H2[header] = entry
+    return entry
