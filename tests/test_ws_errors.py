@@ -1,32 +1,45 @@
-"""WebSocket clients that break the protocol, against a real gunicorn for both parsers.
+"""WebSocket clients that break the protocol, and the close code a client sees when a worker
+stops, against a real gunicorn for both parsers.
 
 - A valid message, then a bad frame in the same write: the echo of the message comes back
   before the close (1002), as Autobahn's cases 3.2-3.4, 4.1.3-4.1.5, 4.2.3-4.2.5 and 5.15
   expect ("Echo for first message is received, but then connection is failed immediately").
 - Invalid UTF-8 in a text frame that has not arrived whole: the close (1007) comes before the
   rest of the frame is sent (RFC 6455 8.1; Autobahn 6.4.3 and 6.4.4).
+- Shutdown: 1012 (service restart) on a reload, a SIGTERM or ``max_requests``; 1001 (going
+  away) when the arbiter is gone.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import signal
 import socket
 import struct
 import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import WORKERS, GunicornServer
 from tests.rawhttp import status_of
 from tests.test_websocket import (
+    APP,
     KEY_REQUEST,
     _module_server,
     client_frame,
     raw_handshake,
     read_frame,
+    run,
     wait_for_lines,
+    ws_url,
 )
 
 
@@ -203,3 +216,67 @@ def test_text_and_binary_cut_anywhere_echo_intact(srv: GunicornServer) -> None:
     assert [frame for frame in frames if frame[0] != 0xA] == [
         (0x1, text), (0x1, text), (0x2, INVALID * 50), (0x2, INVALID * 41), (0x1, text * 20)]
     assert (0xA, b"p") in frames
+
+
+# -- the close code when a worker stops -----------------------------------------------------------
+
+
+async def _closed_by_server(server: GunicornServer, marker: Path, action: Any) -> int | None:
+    async with ws_connect(ws_url(server, f"echo?{marker}")) as ws:
+        await ws.send("hi")
+        assert await ws.recv() == "hi"
+        action()
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 15)
+        return ws.protocol.close_code
+
+
+def test_reload_closes_with_1012(start_server: Any, worker_class: str, tmp_path: Path) -> None:
+    """SIGHUP: new workers start, the old ones drain. A client told 1012 (service restart)
+    may reconnect, and a new worker serves it."""
+    server = start_server(APP, worker=worker_class)
+    marker = tmp_path / "marker"
+    code = run(_closed_by_server(server, marker, lambda: server.signal(signal.SIGHUP)))
+    assert code == 1012
+    assert wait_for_lines(marker, "disconnect") == ["disconnect 1012 server restarting"]
+
+    async def again() -> Any:
+        async with ws_connect(ws_url(server, "echo")) as ws:
+            await ws.send("back")
+            return await ws.recv()
+
+    assert run(again()) == "back"
+
+
+def test_max_requests_closes_with_1012(start_server: Any, worker_class: str,
+                                       tmp_path: Path) -> None:
+    server = start_server(APP, "--max-requests", "1", worker=worker_class)
+    marker = tmp_path / "marker"
+
+    def one_request() -> None:  # the worker's only request: it is recycled after it
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+
+    assert run(_closed_by_server(server, marker, one_request)) == 1012
+    assert wait_for_lines(marker, "disconnect") == ["disconnect 1012 server restarting"]
+
+
+def test_arbiter_gone_closes_with_1001(start_server: Any, worker_class: str,
+                                       tmp_path: Path) -> None:
+    """Nothing will replace the worker: 1001 (going away)."""
+    server = start_server(APP, worker=worker_class)
+    marker = tmp_path / "marker"
+    workers = server.worker_pids()
+    try:
+        code = run(_closed_by_server(server, marker, server.proc.kill))
+        assert code == 1001
+        assert wait_for_lines(marker, "disconnect") == ["disconnect 1001 server shutting down"]
+    finally:
+        server.proc.wait(5)
+        for pid in workers:  # the orphaned worker exits after its drain; make sure of it
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}"):
+                time.sleep(0.05)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

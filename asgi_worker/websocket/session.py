@@ -78,6 +78,9 @@ _CONT = Opcode.CONT
 _PONG = Opcode.PONG
 _CLOSE = Opcode.CLOSE
 _CONNECT: Message = {"type": "websocket.connect"}
+# Close codes on a graceful shutdown (RFC 6455 7.4.1 and the IANA registry).
+_RESTART = (1012, "server restarting")
+_GOING_AWAY = (1001, "server shutting down")
 
 
 class WebSocketDisconnected(ClientDisconnected):
@@ -636,13 +639,16 @@ class WebSocketSession(asyncio.Protocol):
         self.deadline = deadline
 
     def shutdown(self, grace: float) -> None:
-        """Graceful shutdown: close with 1001; the app receives ``websocket.disconnect`` 1001."""
+        """Graceful shutdown: close with 1012 (service restart: another worker takes the
+        reconnect) or, when nothing takes over, 1001 (going away); the app receives
+        ``websocket.disconnect`` with the same code. See docs/websocket.md."""
         self.going_away = True
         if self.state == FAILING:
             self._release_failure()
         elif self.state == OPEN and not self.closed:
-            self._end_for_app(1001, "server shutting down")
-            self._close(1001, "server shutting down")
+            code, reason = _GOING_AWAY if self.server.final_shutdown else _RESTART
+            self._end_for_app(code, reason)
+            self._close(code, reason)
 
     def force_close(self) -> None:
         if not self.closed:
