@@ -85,21 +85,36 @@ BAD_AFTER_HELLO = {
     "opcode-0xB": client_frame(0xB, b"reserved"),
     # 5.x: a continuation frame with no message to continue.
     "lone-continuation": client_frame(0x0, b"fragment", fin=False),
+    # 6.x: a whole text frame that is not UTF-8 (1007).
+    "invalid-utf8": client_frame(0x1, b"ok \xff"),
 }
 
 
 @pytest.mark.parametrize("bad", list(BAD_AFTER_HELLO.values()), ids=list(BAD_AFTER_HELLO))
-def test_message_then_bad_frame_echo_then_1002(srv: GunicornServer, bad: bytes,
-                                               tmp_path: Path) -> None:
+def test_message_then_bad_frame_echo_then_close(srv: GunicornServer, bad: bytes,
+                                                tmp_path: Path) -> None:
     marker = tmp_path / "marker"
+    code = 1007 if bad == BAD_AFTER_HELLO["invalid-utf8"] else 1002
     with raw_handshake(srv.port, f"echo?{marker}") as sock:
         # One write: the server reads the message and the bad frame together. The ping after
         # the bad frame must not be answered: nothing after the error is read.
         sock.sendall(client_frame(0x1, HELLO) + bad + client_frame(0x9, b""))
         frames = frames_until_close(sock)
     assert frames[:-1] == [(0x1, HELLO)]
-    assert close_code(frames[-1][1]) == 1002
-    assert wait_for_lines(marker, "disconnect")[0].startswith("disconnect 1002 ")
+    assert close_code(frames[-1][1]) == code
+    assert wait_for_lines(marker, "disconnect")[0].startswith(f"disconnect {code} ")
+
+
+def test_busy_app_does_not_hold_the_close_for_long(srv: GunicornServer, tmp_path: Path) -> None:
+    """The close frame waits for the app's reply only about a second (FAIL_GRACE): an app
+    still busy 6 s later finds the connection closed."""
+    marker = tmp_path / "marker"
+    with raw_handshake(srv.port, f"busy?{marker}", timeout=10) as sock:
+        sock.sendall(client_frame(0x1, HELLO) + client_frame(0x3, b""))
+        frames = frames_until_close(sock)
+    assert [opcode for opcode, _ in frames] == [0x8]
+    assert close_code(frames[0][1]) == 1002
+    assert wait_for_lines(marker, "late reply") == ["late reply: WebSocketDisconnected"]
 
 
 def test_fragmented_message_then_bad_continuation(srv: GunicornServer) -> None:

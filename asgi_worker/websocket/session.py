@@ -75,6 +75,7 @@ _PAUSE_PENDING = 4
 _TEXT = Opcode.TEXT
 _BINARY = Opcode.BINARY
 _CONT = Opcode.CONT
+_PING = Opcode.PING
 _PONG = Opcode.PONG
 _CLOSE = Opcode.CLOSE
 _CONNECT: Message = {"type": "websocket.connect"}
@@ -273,14 +274,22 @@ class WebSocketSession(asyncio.Protocol):
             if not data:
                 return
         protocol.receive_data(data)
+        pings = 0
         for event in protocol.events_received():
             frame = cast(Frame, event)  # the parser is past the handshake: frames only
             opcode = frame.opcode
             if opcode is _TEXT or opcode is _BINARY or opcode is _CONT:
                 if self.state == OPEN:
-                    self._on_data(frame)
-                    if self.state != OPEN:
-                        break  # invalid UTF-8 failed the connection: nothing after it counts
+                    try:
+                        received = self.assembler.feed(frame)
+                    except UnicodeDecodeError as exc:
+                        self._answer_pings_only(pings)
+                        self._fail_utf8(exc)
+                        break  # nothing after the invalid frame counts
+                    if received is not None:
+                        self._enqueue(*received)
+            elif opcode is _PING:
+                pings += 1  # websockets queued the pong
             elif opcode is _PONG:
                 if self.pong_by and frame.data == self.ping_payload:
                     self.pong_by = 0.0
@@ -305,14 +314,14 @@ class WebSocketSession(asyncio.Protocol):
                     self._fail_utf8(exc)
         self._flush()
 
-    def _on_data(self, frame: Frame) -> None:
-        try:
-            received = self.assembler.feed(frame)
-        except UnicodeDecodeError as exc:
-            self._fail_utf8(exc)
-            return
-        if received is not None:
-            self._enqueue(*received)
+    def _answer_pings_only(self, pings: int) -> None:
+        """websockets parsed on past a frame found invalid here: of what it queued, only the
+        pongs to the ``pings`` before that frame go out (RFC 6455 7.1.7: data after the
+        failure is not processed)."""
+        if self.protocol.state is PROTOCOL_OPEN:  # it queued pongs, and nothing else
+            pongs = self.protocol.data_to_send()[:pings]
+            if pongs:
+                self.transport.write(b"".join(pongs))
 
     def _fail_utf8(self, exc: UnicodeDecodeError) -> None:
         self._fail(1007, "invalid UTF-8", hold=True)
