@@ -291,7 +291,16 @@ def test_arbiter_gone_closes_with_1001(start_server: Any, worker_class: str,
         server.proc.wait(5)
         for pid in workers:  # the orphaned worker exits after its drain; make sure of it
             deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}"):
+            while time.monotonic() < deadline and _running(pid):
                 time.sleep(0.05)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is alive (an exited worker may stay a zombie until init reaps it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
