@@ -139,6 +139,14 @@ class Server:
         if not self._stop.done():
             self._stop.set_result(None)
 
+    @property
+    def final_shutdown(self) -> bool:
+        """Whether nothing takes over from this worker: a quick stop (SIGINT/SIGQUIT) or an
+        arbiter that is gone (worker.py's reason "arbiter exited"). A SIGTERM (reload, one
+        worker fewer, the arbiter's graceful stop: a worker cannot tell them apart) and
+        ``max_requests`` are restarts. WebSockets are closed with 1001 or 1012 accordingly."""
+        return self.fast_exit or self.shutdown_reason == "arbiter exited"
+
     async def _drain(self) -> None:
         settings = self.settings
         if self.fast_exit:

@@ -470,7 +470,9 @@ def test_ping_timeout_closes_a_silent_client(start_server: Any, worker_class: st
 # -- lifecycle ------------------------------------------------------------------------------------
 
 
-def test_sigterm_closes_with_1001(start_server: Any, worker_class: str, tmp_path: Path) -> None:
+def test_sigterm_closes_with_1012(start_server: Any, worker_class: str, tmp_path: Path) -> None:
+    """A worker cannot tell the arbiter's graceful stop from a reload: both send SIGTERM, and
+    1012 (service restart) is what a client should hear in a reload (docs/websocket.md)."""
     # graceful_timeout 30, so "closed at once" and "closed at graceful_timeout" stay far apart.
     server = start_server(APP, "--graceful-timeout", "30", worker=worker_class)
     marker = tmp_path / "marker"
@@ -486,9 +488,9 @@ def test_sigterm_closes_with_1001(start_server: Any, worker_class: str, tmp_path
             return ws.protocol.close_code, time.monotonic() - started
 
     code, elapsed = run(session())
-    assert code == 1001
+    assert code == 1012
     assert elapsed < 10.0  # not the graceful timeout (30 s)
-    assert wait_for_lines(marker, "disconnect") == ["disconnect 1001 server shutting down"]
+    assert wait_for_lines(marker, "disconnect") == ["disconnect 1012 server restarting"]
     assert server.proc.wait(10) == 0
 
 

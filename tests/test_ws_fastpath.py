@@ -14,7 +14,13 @@ import pytest
 from websockets.frames import Frame, Opcode
 
 from asgi_worker.settings import Settings
-from asgi_worker.websocket.frames import at_frame_boundary, fast_path_limit, read_simple_frame
+from asgi_worker.websocket.frames import (
+    FrameTracker,
+    MessageAssembler,
+    at_frame_boundary,
+    fast_path_limit,
+    read_simple_frame,
+)
 from asgi_worker.websocket.handshake import new_protocol
 
 
@@ -109,3 +115,59 @@ def test_close_between_fragments_is_a_clean_close() -> None:
     assert protocol.close_rcvd is not None and protocol.close_rcvd.code == 4000
     assert protocol.close_sent is not None and protocol.close_sent.code == 4000
     assert protocol.data_to_send()[0][:4] == b"\x88\x05\x0f\xa0"  # the close echoed, unmasked
+
+
+# -- FrameTracker: UTF-8 of a text frame that has not arrived whole ------------------------------
+
+
+def deliver(chunks: list[bytes]) -> list[object]:
+    """Feed ``chunks`` as the session does, one read each: websockets parses, the assembler
+    joins complete data frames, then the tracker checks what the read left unfinished."""
+    protocol = new_protocol(Settings())
+    assembler = MessageAssembler()
+    tracker = FrameTracker()
+    messages: list[object] = []
+    for chunk in chunks:
+        protocol.receive_data(chunk)
+        for frame in protocol.events_received():
+            if frame.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+                got = assembler.feed(frame)
+                if got is not None:
+                    messages.append(got[0].get("text", got[0].get("bytes")))
+        tracker.feed(chunk, assembler.decoder)
+    return messages
+
+
+TEXT = "κόσμε ✓ 𝄞 ".encode() * 20  # 16-bit length: over 125 bytes
+VALID_STREAM = b"".join([
+    client_frame(0x1, TEXT),
+    client_frame(0x1, TEXT[:5], fin=False), client_frame(0x9, b"ping"),
+    client_frame(0x0, TEXT[5:9], fin=False), client_frame(0x0, TEXT[9:]),
+    client_frame(0x2, b"\xf4\x90\x80\x80" * 40),
+    client_frame(0x2, b"\xff", fin=False), client_frame(0x0, b"\xfe\xfd"),
+    client_frame(0x1, b""),
+])
+VALID_MESSAGES = [TEXT.decode(), TEXT.decode(), b"\xf4\x90\x80\x80" * 40, b"\xff\xfe\xfd", ""]
+
+
+def test_tracker_accepts_valid_text_cut_anywhere() -> None:
+    assert deliver([bytes([byte]) for byte in VALID_STREAM]) == VALID_MESSAGES
+    for cut in range(1, len(VALID_STREAM)):
+        assert deliver([VALID_STREAM[:cut], VALID_STREAM[cut:]]) == VALID_MESSAGES, cut
+
+
+@pytest.mark.parametrize(("frames", "bad_at"), [
+    # One text frame: "κόσμε", then f4 90 80 80 (above U+10FFFF): invalid at 90.
+    ([client_frame(0x1, bytes.fromhex("cebae1bdb9cf83cebcceb5f4908080") + b"edited")], 6 + 12),
+    # A first fragment ends with f4 (valid so far); the continuation goes on with 90.
+    ([client_frame(0x1, b"ok\xf4", fin=False), client_frame(0x0, b"\x90\x80\x80rest")],
+     9 + 6),
+    # A 16-bit length frame.
+    ([client_frame(0x1, b"a" * 200 + b"\xc0\xafrest")], 8 + 200),
+], ids=["6.4.4", "continuation", "16-bit"])
+def test_tracker_fails_at_the_first_bad_byte(frames: list[bytes], bad_at: int) -> None:
+    stream = b"".join(frames)
+    assert len(stream) > bad_at + 1  # the frame is unfinished when the bad byte arrives
+    deliver([bytes([byte]) for byte in stream[:bad_at]])  # valid so far
+    with pytest.raises(UnicodeDecodeError):
+        deliver([bytes([byte]) for byte in stream[:bad_at + 1]])

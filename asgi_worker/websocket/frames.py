@@ -76,6 +76,113 @@ class MessageAssembler:
         return {"type": "websocket.receive", "bytes": b"".join(fragments)}, self.size
 
 
+# -- UTF-8 in a text frame that has not arrived whole ---------------------------------------------
+
+
+class FrameTracker:
+    """Follows the frames in the bytes given to websockets' parser, so that a text frame still
+    incomplete at the end of a read can be UTF-8 checked as far as it has come.
+
+    websockets hands a frame over only once its whole payload has arrived, and RFC 6455
+    section 8.1 asks to fail the connection as soon as the bytes are not UTF-8 (Autobahn
+    6.4.3/6.4.4 send a bad byte, then wait with the frame unfinished). So this walks the frame
+    headers itself (no payload is copied or decoded for frames that end within the read:
+    those reach :class:`MessageAssembler`) and decodes only the payload of a text frame, or of
+    a continuation of a text message, that a read leaves unfinished, continuing from the
+    message's decoder. Only used without extensions (a compressed payload is not UTF-8 until
+    the frame is inflated); websockets still checks everything else about each frame.
+    """
+
+    __slots__ = ("decoder", "head", "mask", "offset", "opcode", "remaining")
+
+    def __init__(self) -> None:
+        self.head = b""  # the start of a header that a read cut short
+        self.remaining = 0  # payload bytes of the current frame still to come
+        self.opcode = -1  # the current frame's opcode, -1 when it needs no check
+        self.mask = b""
+        self.offset = 0  # payload bytes of the current frame already seen
+        self.decoder: Any = None  # decodes the current frame's payload once a read cut it
+
+    def feed(self, data: bytes, message_decoder: Any) -> None:
+        """Follow ``data``, the bytes just given to websockets, after the frames completed
+        in it went to the assembler (whose text decoder is ``message_decoder``, or None).
+
+        Raises ``UnicodeDecodeError`` when an unfinished text frame is not UTF-8 so far.
+        """
+        pos = 0
+        end = len(data)
+        if self.head:
+            data = self.head + data
+            end = len(data)
+            self.head = b""
+        while pos < end:
+            remaining = self.remaining
+            if remaining:
+                take = end - pos
+                if take >= remaining:  # the frame ends in this read: the assembler checks it
+                    pos += remaining
+                    self.remaining = 0
+                    self.decoder = None
+                    continue
+                if self.opcode >= 0:
+                    self._check(data[pos:], message_decoder)
+                self.remaining = remaining - take
+                self.offset += take
+                return
+            pos = self._header(data, pos, end)
+            if pos < 0:
+                return
+
+    def _header(self, data: bytes, pos: int, end: int) -> int:
+        """Read the frame header at ``pos``: where its payload starts, or -1 when the header
+        is not all there yet (it is kept for the next read)."""
+        if end - pos < 2:
+            self.head = data[pos:]
+            return -1
+        first = data[pos]
+        second = data[pos + 1]
+        size = second & 0x7F
+        start = pos + 2
+        if size == 126:
+            start += 2
+        elif size == 127:
+            start += 8
+        masked = second & 0x80
+        if masked:
+            start += 4
+        if start > end:
+            self.head = data[pos:]
+            return -1
+        if size == 126:
+            size = int.from_bytes(data[pos + 2:pos + 4], "big")
+        elif size == 127:
+            size = int.from_bytes(data[pos + 2:pos + 10], "big")
+        opcode = first & 0x0F
+        # Text, or a continuation (of a text message if the assembler has a decoder); an
+        # unmasked client frame or a set RSV bit is websockets' to refuse.
+        checked = (opcode == 0x1 or opcode == 0x0) and masked and not first & 0x70
+        self.opcode = opcode if checked else -1
+        self.mask = data[start - 4:start] if masked else b""
+        self.remaining = size
+        self.offset = 0
+        self.decoder = None
+        return start
+
+    def _check(self, payload: bytes, message_decoder: Any) -> None:
+        decoder = self.decoder
+        if decoder is None:
+            decoder = _Utf8Decoder()
+            if self.opcode == 0x0:
+                if message_decoder is None:  # a continuation of a binary message
+                    self.opcode = -1
+                    return
+                decoder.setstate(message_decoder.getstate())
+            self.decoder = decoder
+        offset = self.offset % 4
+        mask = self.mask[offset:] + self.mask[:offset] if offset else self.mask
+        decoder.decode(apply_mask(payload, mask))
+
+
 # -- the common client frame, without websockets' parser ------------------------------------------
 
 _AT_EOF = StreamReader.at_eof.__code__

@@ -23,7 +23,13 @@ from websockets.protocol import OPEN as PROTOCOL_OPEN
 
 from ..http.cycle import ClientDisconnected
 from ..types import ASGIApp, Message
-from .frames import MessageAssembler, fast_path_limit, frame_header, receive_simple_frames
+from .frames import (
+    FrameTracker,
+    MessageAssembler,
+    fast_path_limit,
+    frame_header,
+    receive_simple_frames,
+)
 from .handshake import (
     WebSocketProtocol,
     accept_head,
@@ -46,12 +52,20 @@ MAX_QUEUE_BYTES = 1024 * 1024
 MAX_PENDING = 64 * 1024
 # How long the peer gets to answer our close frame (and the socket to flush) before an abort.
 CLOSE_TIMEOUT = 5.0
+# How long a failed connection's close frame may wait for the app to take the messages that
+# arrived before the error and answer them (see FAILING).
+FAIL_GRACE = 1.0
 
 # The ASGI side of the session.
 CONNECTING = 0  # the app has not answered the handshake yet
 DENYING = 1  # the app is sending an HTTP response instead of accepting
 OPEN = 2  # accepted; messages flow both ways
 CLOSED = 3  # the app may no longer send: closed by either side, or the socket is gone
+# The client broke the protocol (1002, 1007, ...) after messages the app has not answered yet:
+# nothing more is read, and the close frame waits until the app has taken those messages and
+# calls receive() again (or ends, or closes, or FAIL_GRACE passes). Its replies go out first,
+# in order, as a client that sent a valid message and then a bad frame expects.
+FAILING = 4
 
 # Why reading is paused; reading resumes when no reason is left.
 _PAUSE_QUEUE = 1
@@ -61,9 +75,13 @@ _PAUSE_PENDING = 4
 _TEXT = Opcode.TEXT
 _BINARY = Opcode.BINARY
 _CONT = Opcode.CONT
+_PING = Opcode.PING
 _PONG = Opcode.PONG
 _CLOSE = Opcode.CLOSE
 _CONNECT: Message = {"type": "websocket.connect"}
+# Close codes on a graceful shutdown (RFC 6455 7.4.1 and the IANA registry).
+_RESTART = (1012, "server restarting")
+_GOING_AWAY = (1001, "server shutting down")
 
 
 class WebSocketDisconnected(ClientDisconnected):
@@ -102,6 +120,7 @@ class WebSocketSession(asyncio.Protocol):
         self.pending_bytes = 0
         self.assembler = MessageAssembler()
         self.fast_limit: int | None = None  # set on accept: see _receive
+        self.tracker: FrameTracker | None = None  # set on accept, without an extension
         self.paused = 0
         self.write_paused = False
         self.write_waiter: asyncio.Future[None] | None = None
@@ -114,6 +133,7 @@ class WebSocketSession(asyncio.Protocol):
         self.pong_by = 0.0
         self.write_by = 0.0
         self.close_by = 0.0
+        self.fail_by = 0.0
         self.deadline = 0.0
         self.denial_length = -1
         self.denial_started = False
@@ -166,6 +186,9 @@ class WebSocketSession(asyncio.Protocol):
         state = self.state
         if state is CLOSED or self.closed:
             return
+        if state == FAILING:
+            self._release_failure()
+            return
         if state == CONNECTING:
             if not failed:
                 self.log.error("ASGI app returned without accepting or closing the WebSocket "
@@ -184,6 +207,8 @@ class WebSocketSession(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.state == OPEN or (self.state == CLOSED and not self.closing):
             self._receive(data)
+        elif self.state == FAILING:
+            return  # the connection failed: nothing the client sends now is read (7.1.7)
         elif not self.closing:
             # Before the app accepts, frames have nowhere to go; a client should send none.
             self.pending.append(data)
@@ -192,7 +217,9 @@ class WebSocketSession(asyncio.Protocol):
                 self._pause(_PAUSE_PENDING)
 
     def eof_received(self) -> bool | None:
-        if self.state == OPEN or self.state == CLOSED:
+        if self.state == FAILING:
+            self._release_failure()
+        elif self.state == OPEN or self.state == CLOSED:
             self.protocol.receive_eof()
             self._flush()
         return None
@@ -201,6 +228,7 @@ class WebSocketSession(asyncio.Protocol):
         self.closed = True
         self.closing = True
         self.deadline = self.ping_at = self.pong_by = self.write_by = self.close_by = 0.0
+        self.fail_by = 0.0
         close = self.protocol.close_rcvd
         if close is not None:
             self._end_for_app(int(close.code), close.reason)
@@ -246,39 +274,57 @@ class WebSocketSession(asyncio.Protocol):
             if not data:
                 return
         protocol.receive_data(data)
+        pings = 0
         for event in protocol.events_received():
             frame = cast(Frame, event)  # the parser is past the handshake: frames only
             opcode = frame.opcode
             if opcode is _TEXT or opcode is _BINARY or opcode is _CONT:
                 if self.state == OPEN:
-                    self._on_data(frame)
+                    try:
+                        received = self.assembler.feed(frame)
+                    except UnicodeDecodeError as exc:
+                        self._answer_pings_only(pings)
+                        self._fail_utf8(exc)
+                        break  # nothing after the invalid frame counts
+                    if received is not None:
+                        self._enqueue(*received)
+            elif opcode is _PING:
+                pings += 1  # websockets queued the pong
             elif opcode is _PONG:
                 if self.pong_by and frame.data == self.ping_payload:
                     self.pong_by = 0.0
                     self._arm()
             elif opcode is _CLOSE:
                 self._on_close_frame()
-        if protocol.state is not PROTOCOL_OPEN and self.state == OPEN:
-            # websockets failed the connection (1002 protocol error, 1009 too big, ...): the
-            # app learns the code we sent, since the peer will send none.
-            sent = protocol.close_sent
-            if sent is not None:
-                self.failure = (int(sent.code), sent.reason)
-                self._end_for_app(*self.failure)
-            self.state = CLOSED
+        if self.state == OPEN:
+            if protocol.state is not PROTOCOL_OPEN:
+                # websockets failed the connection (1002 protocol error, 1009 too big, ...)
+                # after handing over the frames before the error.
+                sent = protocol.close_sent
+                if sent is not None:
+                    self._failed(int(sent.code), sent.reason, hold=True)
+                else:
+                    self.state = CLOSED
+            elif self.tracker is not None:
+                # A text frame still incomplete at the end of this read: its payload so far
+                # must be UTF-8 already (RFC 6455 8.1, fail fast).
+                try:
+                    self.tracker.feed(data, self.assembler.decoder)
+                except UnicodeDecodeError as exc:
+                    self._fail_utf8(exc)
         self._flush()
 
-    def _on_data(self, frame: Frame) -> None:
-        try:
-            received = self.assembler.feed(frame)
-        except UnicodeDecodeError as exc:
-            self._fail_utf8(exc)
-            return
-        if received is not None:
-            self._enqueue(*received)
+    def _answer_pings_only(self, pings: int) -> None:
+        """websockets parsed on past a frame found invalid here: of what it queued, only the
+        pongs to the ``pings`` before that frame go out (RFC 6455 7.1.7: data after the
+        failure is not processed)."""
+        if self.protocol.state is PROTOCOL_OPEN:  # it queued pongs, and nothing else
+            pongs = self.protocol.data_to_send()[:pings]
+            if pongs:
+                self.transport.write(b"".join(pongs))
 
     def _fail_utf8(self, exc: UnicodeDecodeError) -> None:
-        self._fail(1007, "invalid UTF-8")
+        self._fail(1007, "invalid UTF-8", hold=True)
         self.log.debug("WebSocket from %s sent invalid UTF-8: %s", self._peer(), exc)
 
     def _on_close_frame(self) -> None:
@@ -313,6 +359,8 @@ class WebSocketSession(asyncio.Protocol):
 
     def _flush(self) -> None:
         """Write what the protocol has to send in one write; honour its end-of-stream signal."""
+        if self.state == FAILING:
+            return  # the close frame waits for the app's replies: see FAILING
         writes = self.protocol.data_to_send()
         if not writes or self.closing:
             return
@@ -347,12 +395,35 @@ class WebSocketSession(asyncio.Protocol):
                 self.close_by = self.loop.time() + CLOSE_TIMEOUT
             self._arm()
 
-    def _fail(self, code: int, reason: str) -> None:
+    def _fail(self, code: int, reason: str, hold: bool = False) -> None:
         """Fail the connection: close frame, then close the socket without waiting."""
-        self.failure = (code, reason)
-        self._end_for_app(code, reason)
-        self.state = CLOSED
         self.protocol.fail(code, reason)
+        self._failed(code, reason, hold)
+        self._flush()
+
+    def _failed(self, code: int, reason: str, hold: bool) -> None:
+        """The protocol has failed the connection with ``code``: the app will learn that code,
+        since the peer sends none. With ``hold`` (the failure came with the data), when the app
+        still has messages to take or is busy with one, the session is FAILING until it comes
+        back to receive(); otherwise the close frame goes out at once."""
+        self.failure = (code, reason)
+        if hold and self.task is not None and (self.queue or self.waiter is None):
+            self.state = FAILING
+            if self.disconnect is None:  # returned once the queue is empty
+                self.disconnect = {"type": "websocket.disconnect", "code": code,
+                                   "reason": reason}
+            self.ping_at = self.pong_by = 0.0
+            self.fail_by = self.loop.time() + FAIL_GRACE
+            self._arm()
+        else:
+            self._end_for_app(code, reason)
+            self.state = CLOSED
+
+    def _release_failure(self) -> None:
+        """FAILING ends: the failure's close frame goes out and the connection closes."""
+        self.state = CLOSED
+        self.fail_by = 0.0
+        self._arm()
         self._flush()
 
     # -- flow control ----------------------------------------------------------------------------
@@ -384,6 +455,8 @@ class WebSocketSession(asyncio.Protocol):
         queue = self.queue
         while not queue:
             if self.disconnect is not None:
+                if self.state == FAILING:
+                    self._release_failure()
                 return self.disconnect
             waiter = self.waiter = self.loop.create_future()
             await waiter
@@ -402,7 +475,7 @@ class WebSocketSession(asyncio.Protocol):
         kind = message["type"]
         state = self.state
         if kind == "websocket.send":
-            if state != OPEN:
+            if state != OPEN and state != FAILING:
                 self._not_open(kind)
             text = message.get("text")
             if text is not None:
@@ -415,7 +488,7 @@ class WebSocketSession(asyncio.Protocol):
                 opcode = 0x2
             self.bytes_sent += len(data)
             protocol = self.protocol
-            if not protocol.extensions and protocol.state is PROTOCOL_OPEN:
+            if not protocol.extensions and (protocol.state is PROTOCOL_OPEN or state == FAILING):
                 # Without an extension a server frame is a header and the payload, unmasked:
                 # built here it saves websockets' Frame, serializer and write list per message.
                 header = frame_header(opcode, len(data))
@@ -424,6 +497,11 @@ class WebSocketSession(asyncio.Protocol):
                     self.transport.writelines((header, data))
                 else:
                     self.transport.write(header + data)
+            elif state == FAILING:
+                # websockets sends nothing once it failed the connection: a reply to a message
+                # from before the failure is framed (and compressed) here, ahead of the close.
+                self.transport.write(Frame(Opcode(opcode), data).serialize(
+                    mask=False, extensions=protocol.extensions))
             else:
                 if opcode == 0x1:
                     protocol.send_text(data)
@@ -441,6 +519,8 @@ class WebSocketSession(asyncio.Protocol):
             elif state == OPEN:
                 code = message.get("code")
                 self._close(1000 if code is None else code, message.get("reason") or "")
+            elif state == FAILING:
+                self._release_failure()  # the failure's close code stands
             else:
                 self._not_open(kind)
         elif kind == "websocket.http.response.start":
@@ -460,7 +540,8 @@ class WebSocketSession(asyncio.Protocol):
         expected = {CONNECTING: "'websocket.accept', 'websocket.close' or "
                                 "'websocket.http.response.start'",
                     DENYING: "'websocket.http.response.body'",
-                    OPEN: "'websocket.send' or 'websocket.close'"}[self.state]
+                    OPEN: "'websocket.send' or 'websocket.close'",
+                    FAILING: "'websocket.send' or 'websocket.close'"}[self.state]
         raise RuntimeError(f"unexpected ASGI message {kind!r}; expected {expected}")
 
     def _accept(self, message: Message) -> None:
@@ -472,6 +553,8 @@ class WebSocketSession(asyncio.Protocol):
         self.transport.write(head)
         self.state = OPEN
         self.fast_limit = fast_path_limit(self.protocol)
+        if not self.protocol.extensions:
+            self.tracker = FrameTracker()
         self.status = 101
         self.response_headers = extra
         if self.ping_interval:
@@ -524,6 +607,9 @@ class WebSocketSession(asyncio.Protocol):
         if self.closed:
             self.deadline = 0.0
             return
+        if self.fail_by and now >= self.fail_by:
+            self._release_failure()  # the app did not come back for the disconnect in time
+            return
         if self.close_by and now >= self.close_by:
             self.close_by = 0.0
             self.transport.abort()
@@ -556,17 +642,22 @@ class WebSocketSession(asyncio.Protocol):
 
     def _arm(self) -> None:
         deadline = 0.0
-        for when in (self.ping_at, self.pong_by, self.write_by, self.close_by):
+        for when in (self.ping_at, self.pong_by, self.write_by, self.close_by, self.fail_by):
             if when and (not deadline or when < deadline):
                 deadline = when
         self.deadline = deadline
 
     def shutdown(self, grace: float) -> None:
-        """Graceful shutdown: close with 1001; the app receives ``websocket.disconnect`` 1001."""
+        """Graceful shutdown: close with 1012 (service restart: another worker takes the
+        reconnect) or, when nothing takes over, 1001 (going away); the app receives
+        ``websocket.disconnect`` with the same code. See docs/websocket.md."""
         self.going_away = True
-        if self.state == OPEN and not self.closed:
-            self._end_for_app(1001, "server shutting down")
-            self._close(1001, "server shutting down")
+        if self.state == FAILING:
+            self._release_failure()
+        elif self.state == OPEN and not self.closed:
+            code, reason = _GOING_AWAY if self.server.final_shutdown else _RESTART
+            self._end_for_app(code, reason)
+            self._close(code, reason)
 
     def force_close(self) -> None:
         if not self.closed:

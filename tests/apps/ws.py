@@ -147,8 +147,24 @@ async def slow_consumer(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "websocket.send", "text": str(count)})
 
 
+async def busy(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Take one message, then stay busy for 6 s before answering it."""
+    import asyncio
+
+    await receive()
+    await send({"type": "websocket.accept"})
+    message = await receive()
+    await asyncio.sleep(6)
+    try:
+        await send({"type": "websocket.send", "text": message["text"]})
+    except OSError as exc:
+        record(scope, f"late reply: {type(exc).__name__}")
+    else:
+        record(scope, "late reply: sent")
+
+
 ROUTES = {
     "echo": echo, "scope": scope_view, "subprotocol": subprotocol, "deny": deny,
     "reject": reject, "close": close, "error-before": error_before, "error-after": error_after,
-    "flood": flood, "slow-consumer": slow_consumer,
+    "flood": flood, "slow-consumer": slow_consumer, "busy": busy,
 }
