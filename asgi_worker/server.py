@@ -57,6 +57,7 @@ class Server:
         "_drained", "_stop", "_tick_handle", "_tick_interval", "accepting", "access_log_enabled",
         "access_logger", "app", "connections", "date_header", "drain_idle_grace",
         "draining", "fast_exit", "forwarded", "forwarded_peers", "h2c_prior_knowledge",
+        "h2c_upgrade",
         "heartbeat", "hooks", "http2", "last_tick", "listeners", "log", "loop", "pending",
         "protocol_factory", "proxy_peers", "requests", "settings", "shutdown_at",
         "shutdown_reason", "start_task", "started", "state", "tasks", "websocket_upgrade",
@@ -83,10 +84,11 @@ class Server:
         self.proxy_peers = (TrustedPeers(settings.proxy_allow_ips)
                             if settings.proxy_protocol != "off" else None)
         # HTTP/2: how an HTTP/1.1 connection hands its transport over (None: HTTP/1.1 only).
-        self.http2: Callable[[Any, bytes], Any] | None = (_http2_upgrade() if settings.http2
-                                                          else None)
+        self.http2: Callable[..., Any] | None = _http2_upgrade() if settings.http2 else None
         self.h2c_prior_knowledge = (settings.http2 and settings.ssl_context is None
                                     and settings.http2_cleartext in ("prior-knowledge", "both"))
+        self.h2c_upgrade = (settings.http2 and settings.ssl_context is None
+                            and settings.http2_cleartext in ("upgrade", "both"))
         self.loop = asyncio.get_running_loop()
         self.start_task = task_starter(self.loop)
         self.listeners = [getattr(s, "sock", s) for s in sockets]
@@ -304,7 +306,7 @@ class Server:
         self.date_header = b"date: %s\r\n" % formatdate(usegmt=True).encode("ascii")
 
 
-def _http2_upgrade() -> Callable[[Any, bytes], Any]:
+def _http2_upgrade() -> Callable[..., Any]:
     """Imported here, only for a worker that serves HTTP/2."""
     from .http2.connection import upgrade_factory
 

@@ -262,10 +262,6 @@ def _http2_negotiation(get: Callable[[str, Any], Any],
                             "has no h2")
         return protocols, cleartext, warnings
     _require_h2(wanted)
-    if cleartext in ("upgrade", "both") and not is_ssl:
-        warnings.append(f"http2_cleartext={cleartext!r}: Upgrade: h2c is not served yet; such "
-                        "requests are answered over HTTP/1.1"
-                        + (" (prior knowledge is)" if cleartext == "both" else ""))
     if is_ssl and cleartext != "off":
         warnings.append(f"http2_cleartext={cleartext!r} is ignored with TLS: HTTP/2 is "
                         "negotiated by ALPN")

@@ -307,3 +307,56 @@ def test_access_log_has_one_line_per_stream(start_server, worker_class, tmp_path
     lines = log.read_text().splitlines()
     assert [line.split('"')[1].split()[1] for line in lines] == ["/a", "/b", "/c"]
     assert all(' 200 13 ' in line for line in lines)
+
+
+@needs_http2_settings
+@pytest.mark.parametrize("body", [b"", b"upgrade body " * 500], ids=["GET", "POST"])
+def test_upgrade_h2c_answers_the_request_on_stream_1(  # type: ignore[no-untyped-def]
+        start_server, worker_class, body: bytes) -> None:
+    pytest.importorskip("h2")
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    srv = start_server("tests.apps.http2:app", "--http-protocols", "h2,h1",
+                       "--http2-cleartext", "both", worker=worker_class)
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
+                                                                   header_encoding=None))
+    settings = client.initiate_upgrade_connection()
+    head = (b"%s /echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+            b"Upgrade: h2c\r\nHTTP2-Settings: %s\r\nContent-Length: %d\r\n\r\n"
+            % (b"POST" if body else b"GET", settings, len(body)))
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+        sock.sendall(head + body)
+        received = b""
+        while b"\r\n\r\n" not in received:
+            chunk = sock.recv(65536)
+            assert chunk, received
+            received += chunk
+        switching, _, rest = received.partition(b"\r\n\r\n")
+        assert switching.startswith(b"HTTP/1.1 101 ")
+        assert b"upgrade: h2c" in switching.lower()
+        sock.sendall(client.data_to_send())
+        events: list[object] = []
+        deadline = time.monotonic() + 10
+        while not any(isinstance(e, h2.events.StreamEnded) for e in events):
+            assert time.monotonic() < deadline
+            events.extend(client.receive_data(rest))
+            sock.sendall(client.data_to_send())
+            rest = sock.recv(65536)
+            assert rest or any(isinstance(e, h2.events.StreamEnded) for e in events)
+    response = next(e for e in events if isinstance(e, h2.events.ResponseReceived))
+    assert response.stream_id == 1 and (b":status", b"200") in response.headers
+    assert b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived)) == body
+
+
+@needs_http2_settings
+def test_upgrade_h2c_from_an_untrusted_peer_is_answered_over_http11(  # type: ignore[no-untyped-def]
+        start_server, worker_class) -> None:
+    pytest.importorskip("h2")
+    srv = start_server("tests.apps.http2:app", "--http-protocols", "h2,h1",
+                       "--http2-cleartext", "upgrade", "--forwarded-allow-ips", "10.1.2.3",
+                       worker=worker_class)
+    response = httpx.get(f"{srv.url}/", headers={"Connection": "Upgrade, HTTP2-Settings",
+                                                 "Upgrade": "h2c", "HTTP2-Settings": "AAMAAABk"})
+    assert (response.status_code, response.http_version) == (200, "HTTP/1.1")

@@ -10,6 +10,8 @@ header/idle/body/send deadlines that the server's tick enforces, and error respo
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import re
 import time
 from collections import deque
@@ -39,6 +41,12 @@ MAX_PROXY_HEADER = 16 + 4096
 # RFC 9113 section 3.4: how a client with prior knowledge opens a cleartext HTTP/2 connection.
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _HTTP1_REQUEST_LINE = re.compile(rb"[!-~]+ [!-~]+ HTTP/1\.[01]\r?").fullmatch
+# Upgrade: h2c (RFC 7540 section 3.2): the request body is read before switching, up to this
+# size (Gunicorn's bound); a larger one is served over HTTP/1.1.
+H2C_UPGRADE_BODY_LIMIT = 65536
+_SWITCHING_TO_H2C = (b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\n"
+                     b"upgrade: h2c\r\n\r\n")
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 # RFC 9112 section 3.2: Host is uri-host [":" port]; anything else is answered 400.
 _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[-A-Za-z0-9._~%!$&'()*+,;=]*)(?::[0-9]*)?").fullmatch
@@ -57,7 +65,8 @@ class HTTPConnection(asyncio.Protocol):
 
     __slots__ = (
         "app", "body_received", "client", "closed", "cycle", "deadline", "discarded",
-        "forwarded_trusted", "framing", "h2c_sniff", "head_bytes", "head_keep_alive",
+        "forwarded_trusted", "framing", "h2c_body_left", "h2c_sniff", "h2c_upgrade",
+        "head_bytes", "head_keep_alive",
         "head_pending", "input_done", "log", "loop", "parsing", "pending_error", "pipeline",
         "preamble", "proxy_pending", "proxy_trusted", "read_paused", "scheme", "server",
         "settings", "sockname", "special_headers", "transport", "upgrade_scope", "write_paused",
@@ -100,6 +109,9 @@ class HTTPConnection(asyncio.Protocol):
         self.proxy_pending = False
         self.proxy_trusted = False
         self.h2c_sniff = False
+        # An Upgrade: h2c request being read: its (not yet run) cycle and HTTP2-Settings.
+        self.h2c_upgrade: tuple[RequestCycle, bytes] | None = None
+        self.h2c_body_left = 0
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -317,6 +329,14 @@ class HTTPConnection(asyncio.Protocol):
                 self.head_keep_alive = False
                 self.upgrade_scope = scope
                 return
+            if (upgrade == b"h2c" and self.server.h2c_upgrade and self.forwarded_trusted
+                    and http_version == "1.1" and not chunked
+                    and content_length <= H2C_UPGRADE_BODY_LIMIT):
+                h2_settings = _h2c_settings(headers)
+                if h2_settings is not None:
+                    self._begin_h2c_upgrade(scope, h2_settings, max(content_length, 0),
+                                            expect_100)
+                    return
         self.head_keep_alive = keep_alive
         cycle = RequestCycle(self, scope, keep_alive and self.settings.keepalive > 0, expect_100,
                              has_body)
@@ -510,8 +530,45 @@ class HTTPConnection(asyncio.Protocol):
     def _websocket_available(self) -> bool:
         return self.server.websocket_upgrade is not None
 
+    def _begin_h2c_upgrade(self, scope: dict[str, Any], h2_settings: bytes, body_size: int,
+                           expect_100: bool) -> None:
+        """Read the request's body here; it is answered over HTTP/2 as stream 1."""
+        has_body = body_size > 0
+        self.h2c_body_left = body_size
+        cycle = RequestCycle(self, scope, False, False, has_body)
+        if self.server.access_log_enabled:
+            cycle.start_time = time.time()
+        self.h2c_upgrade = (cycle, h2_settings)
+        self.upgrade_scope = scope
+        self.head_keep_alive = False
+        self.parsing = cycle if has_body else None
+        if expect_100 and has_body and self.transport is not None:
+            self.transport.write(_CONTINUE)
+
     def start_upgrade(self, leftover: bytes) -> None:
-        """Hand the transport to the WebSocket protocol with the bytes after the head."""
+        """Hand the transport to the WebSocket protocol (or HTTP/2 for Upgrade: h2c) with the
+        bytes after the request."""
+        if self.h2c_upgrade is not None:
+            cycle, h2_settings = self.h2c_upgrade
+            if self.transport is None or self.closed:
+                return
+            missing = self.h2c_body_left - len(cycle.body)
+            if missing > 0:
+                # llhttp ends an upgrade request at its head: the body is read here and the
+                # bytes after it go to HTTP/2 (h11 reads the body itself).
+                take = leftover[:missing]
+                leftover = leftover[len(take):]
+                cycle.feed_body(take)
+                if len(take) < missing:
+                    self.preamble = b""  # the next bytes come back here (read_preamble)
+                    return
+            cycle.end_body()
+            self.h2c_upgrade = None
+            self.parsing = None
+            self.transport.write(_SWITCHING_TO_H2C)
+            self.server.connection_lost(self)
+            self.server.http2(self, leftover, (h2_settings, cycle))  # type: ignore[misc]
+            return
         scope = self.upgrade_scope
         upgrade = self.server.websocket_upgrade
         assert scope is not None and upgrade is not None and self.transport is not None
@@ -527,6 +584,10 @@ class HTTPConnection(asyncio.Protocol):
         """What comes before HTTP/1.1: a PROXY header, then from a trusted h2c peer perhaps
         the HTTP/2 preface. Returns the bytes for the HTTP/1.1 parser (none while undecided,
         or once the connection became HTTP/2)."""
+        if self.h2c_upgrade is not None:
+            self.preamble = None
+            self.start_upgrade(data)
+            return b""
         if self.proxy_pending:
             data = self.read_proxy_header(data)
             if self.proxy_pending or self.closed:
@@ -617,6 +678,23 @@ def _check_host(value: bytes) -> None:
         if len(_GOOD_HOSTS) >= 256:
             _GOOD_HOSTS.clear()
         _GOOD_HOSTS.add(value)
+
+
+def _h2c_settings(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The HTTP2-Settings payload of a well-formed Upgrade: h2c request (RFC 7540 section
+    3.2), else None: exactly one such header, named with ``upgrade`` in Connection."""
+    settings = [value.strip() for name, value in headers if name == b"http2-settings"]
+    tokens = {token.strip().lower() for name, value in headers if name == b"connection"
+              for token in value.split(b",")}
+    if len(settings) != 1 or not {b"upgrade", b"http2-settings"} <= tokens:
+        return None
+    payload = settings[0]
+    try:
+        raw = base64.b64decode(payload + b"=" * (-len(payload) % 4), altchars=b"-_",
+                               validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return payload if len(raw) % 6 == 0 else None
 
 
 def _origin_path(raw_path: bytes, method: bytes) -> bytes:

@@ -87,19 +87,28 @@ class H2Connection(asyncio.Protocol):
         # The decoder's bound applies from the first HEADERS, not only once SETTINGS is acked.
         conn.decoder.max_header_list_size = settings.http2_max_header_list_size
 
-    def start(self, data: bytes) -> None:
-        """Take over the transport from the HTTP/1.1 connection; ``data`` was read already."""
+    def start(self, data: bytes, upgrade: tuple[bytes, RequestCycle] | None = None) -> None:
+        """Take over the transport from the HTTP/1.1 connection; ``data`` was read already.
+
+        ``upgrade``: the HTTP2-Settings and the cycle of an ``Upgrade: h2c`` request, which
+        becomes stream 1 (RFC 7540 section 3.2).
+        """
         transport = self.transport
         assert transport is not None
         transport.set_protocol(self)
         conn = self.h2
-        conn.initiate_connection()
+        if upgrade is None:
+            conn.initiate_connection()
+        else:
+            conn.initiate_upgrade_connection(upgrade[0])
         extra = self.settings.http2_initial_window_size - 65535
         if extra > 0:  # the connection window starts at 65535 whatever SETTINGS say
             conn.increment_flow_control_window(extra)
         self._flush()  # our SETTINGS go first, before a GOAWAY from a draining server
         self._idle()
         self.server.connection_made(self)
+        if upgrade is not None:
+            self._run_upgraded(upgrade[1])
         if data:
             self.data_received(data)
 
@@ -255,9 +264,23 @@ class H2Connection(asyncio.Protocol):
         server = self.server
         if server.access_log_enabled:
             cycle.start_time = time.time()
+        self._start_stream(stream, cycle)
+
+    def _run_upgraded(self, cycle: RequestCycle) -> None:
+        """The request that asked for Upgrade: h2c, body read, answered on stream 1."""
+        stream = H2Stream(self, 1)
+        stream.request_done = True
+        stream.cycle = cycle
+        cycle.conn = stream
+        cycle.framing = stream
+        cycle.scope["http_version"] = "2"
+        self._start_stream(stream, cycle)
+
+    def _start_stream(self, stream: H2Stream, cycle: RequestCycle) -> None:
         if not self.streams:
             self.deadline = 0.0  # no longer idle: only streams waiting on the client arm it
-        self.streams[stream_id] = stream
+        self.streams[stream.stream_id] = stream
+        server = self.server
         if server.hooks is not None:
             server.hooks.pre_request(cycle)
         task = server.start_task(cycle.run(self.app))
@@ -417,8 +440,9 @@ _CONTROL = frozenset({h2.events.PingReceived, h2.events.RemoteSettingsChanged,
                       h2.events.PriorityUpdated, h2.events.UnknownFrameReceived})
 
 
-def upgrade_factory(origin: HTTPConnection, data: bytes) -> Any:
+def upgrade_factory(origin: HTTPConnection, data: bytes,
+                    upgrade: tuple[bytes, RequestCycle] | None = None) -> Any:
     """Hand ``origin``'s transport to a new HTTP/2 connection (see HTTPConnection)."""
     conn = H2Connection(origin)
-    conn.start(data)
+    conn.start(data, upgrade)
     return conn
