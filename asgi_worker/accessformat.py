@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
-from asgi_worker.hookobjects import build_environ, raw_path
+from asgi_worker.hookobjects import build_environ, protocol_text, raw_path
 
 __all__ = [
     "DEFAULT_FORMAT",
@@ -228,7 +228,7 @@ def _request_parts_text(method: str, path: bytes, query: bytes, version: str) ->
     target = escape_bytes(path)
     if query:
         target = target + "?" + escape_bytes(query)
-    return f"{_token(method)} {target} HTTP/{_token(version)}"
+    return f"{_token(method)} {target} {_token(protocol_text(version))}"
 
 
 class _EscapeCache(dict[Any, str]):
@@ -333,7 +333,7 @@ def _fixed_atoms() -> dict[str, tuple[Getter, object]]:
         "m": (lambda line: _token(line.scope.get("method", "")), "xx"),
         "U": (_path, "xx"),
         "q": (lambda line: escape_bytes(line.scope.get("query_string", b"")), "xx"),
-        "H": (lambda line: "HTTP/" + _token(line.scope.get("http_version", "1.1")), "xx"),
+        "H": (lambda line: _token(protocol_text(line.scope.get("http_version", "1.1"))), "xx"),
         "s": (lambda line: str(line.info.status), "xx"),
         "b": (lambda line: str(line.info.bytes_sent), "xx"),
         "B": (lambda line: line.info.bytes_sent, 1),

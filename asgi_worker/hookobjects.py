@@ -35,6 +35,12 @@ def _phrase(status: int) -> str:
     return reason_phrase(status)
 
 
+def protocol_text(http_version: str) -> str:
+    """``HTTP/1.1``, ``HTTP/1.0``; HTTP/2's scope version "2" is ``HTTP/2.0``, as Gunicorn writes
+    it (its HTTP/2 requests have the version (2, 0))."""
+    return "HTTP/2.0" if http_version == "2" else "HTTP/" + http_version
+
+
 def _version(http_version: str) -> tuple[int, int]:
     major, _, minor = http_version.partition(".")
     try:
@@ -191,7 +197,7 @@ def build_environ(scope: Scope) -> dict[str, Any]:
         "PATH_INFO": path,
         "SCRIPT_NAME": script_name,
         "QUERY_STRING": scope.get("query_string", b"").decode("latin-1"),
-        "SERVER_PROTOCOL": "HTTP/" + scope.get("http_version", "1.1"),
+        "SERVER_PROTOCOL": protocol_text(scope.get("http_version", "1.1")),
         "wsgi.url_scheme": scheme,
         "asgi.scope": scope,
     }

@@ -305,7 +305,9 @@ def test_access_log_has_one_line_per_stream(start_server, worker_class, tmp_path
 
     assert wait_until(lambda: log.exists() and log.read_text().count("HTTP/2") == 3)
     lines = log.read_text().splitlines()
-    assert [line.split('"')[1].split()[1] for line in lines] == ["/a", "/b", "/c"]
+    # Gunicorn's protocol for an HTTP/2 request is HTTP/2.0 (its version is (2, 0)).
+    assert [line.split('"')[1].split() for line in lines] == [
+        ["GET", path, "HTTP/2.0"] for path in ("/a", "/b", "/c")]
     assert all(' 200 13 ' in line for line in lines)
 
 
