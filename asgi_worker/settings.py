@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .tlsinfo import read_server_cert
+
 # Gunicorn's own bounds for the request limits (gunicorn/http/message.py).
 MAX_REQUEST_LINE = 8190
 MAX_HEADERS = 32768
@@ -59,6 +61,9 @@ class Settings:
     proxy_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
     # TLS
     ssl_context: ssl.SSLContext | None = None
+    tls_server_cert: str | None = None  # PEM of certfile's first certificate (the tls extension)
+    # Files sent with http.response.pathsend/zerocopysend go out with os.sendfile (--no-sendfile)
+    sendfile: bool = True
     # Logging and hooks
     access_log_enabled: bool = False
     access_log_format: str = ""
@@ -122,6 +127,9 @@ def from_cfg(cfg: Any, *, parser: str, max_requests: int, log: Any = None) -> Se
         proxy_protocol=_proxy_protocol_mode(get("proxy_protocol", False)),
         proxy_allow_ips=_ip_list(get("proxy_allow_ips", "127.0.0.1,::1")),
         ssl_context=build_ssl_context(cfg) if getattr(cfg, "is_ssl", False) else None,
+        tls_server_cert=(read_server_cert(get("certfile", None))
+                         if getattr(cfg, "is_ssl", False) else None),
+        sendfile=bool(getattr(cfg, "sendfile", True)),
         access_log_enabled=_access_log_enabled(get),
         access_log_format=str(get("access_log_format", "")),
         access_log_fast=_fast_access_log(cfg, log),
@@ -164,7 +172,6 @@ UNSUPPORTED: dict[str, str] = {
     "http_protocols": "this worker speaks HTTP/1.1 (and WebSocket) only",
     "http2_cleartext": "this worker speaks HTTP/1.1 (and WebSocket) only",
     "protocol": "only the HTTP protocol is served (no uwsgi)",
-    "sendfile": "ASGI apps send bodies through send(); there is no file wrapper to sendfile",
     "permit_obsolete_folding": "obsolete line folding is always refused (400)",
     "strip_header_spaces": "whitespace before the header colon is always refused (400)",
     "permit_unconventional_http_method": "methods follow the parser's rules (RFC 9110 tokens)",
@@ -190,8 +197,6 @@ def _unsupported(cfg: Any) -> tuple[str, ...]:
         if setting is None:
             continue
         value = setting.get()
-        if name == "sendfile" and not value:
-            continue
         if value != setting.default and not (name == "http_protocols" and value in
                                               ("h1", ["h1"], ("h1",))):
             warnings.append(f"{name}={value!r} is not honoured: {why}")

@@ -22,8 +22,10 @@ from ..proxy import (
     forwarded_root_path,
     parse_proxy_header,
 )
+from ..tlsinfo import tls_extension
 from .cycle import ASGI_VERSION, RequestCycle, describe_request
 from .errors import RESPONSES, RequestError
+from .extensions import HTTP10, HTTP11, scope_extensions
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -53,7 +55,8 @@ class HTTPConnection(asyncio.Protocol):
 
     __slots__ = (
         "app", "body_received", "client", "closed", "cycle", "deadline", "discarded",
-        "forwarded_trusted", "head_bytes", "head_keep_alive", "head_pending", "input_done", "log",
+        "extensions", "extensions_10", "forwarded_trusted", "head_bytes", "head_keep_alive",
+        "head_pending", "input_done", "log",
         "loop", "parsing", "pending_error", "pipeline", "proxy_buffer", "proxy_trusted",
         "read_paused", "scheme", "server", "settings", "sockname", "special_headers", "transport",
         "upgrade_scope", "write_paused", "write_waiter",
@@ -90,6 +93,9 @@ class HTTPConnection(asyncio.Protocol):
         self.special_headers = _SPECIAL_HEADERS
         self.proxy_buffer: bytes | None = None
         self.proxy_trusted = False
+        # The scopes' "extensions" dicts, built once per connection (see http/extensions.py).
+        self.extensions: dict[str, Any] = {}
+        self.extensions_10: dict[str, Any] | None = None
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -103,8 +109,14 @@ class HTTPConnection(asyncio.Protocol):
             self.sockname = (str(sock[0]), int(sock[1]))
         elif isinstance(sock, str) and sock:
             self.sockname = (sock, None)
-        if transport.get_extra_info("sslcontext") is not None:
+        tls = None
+        context = transport.get_extra_info("sslcontext")
+        if context is not None:
             self.scheme = "https"
+            ssl_object = transport.get_extra_info("ssl_object")
+            if ssl_object is not None:
+                tls = tls_extension(ssl_object, context, self.settings.tls_server_cert)
+        self.extensions = scope_extensions(HTTP11, tls)
         server = self.server
         host = self.client[0] if self.client else None
         self.forwarded_trusted = server.forwarded_peers.is_trusted(host)
@@ -422,7 +434,14 @@ class HTTPConnection(asyncio.Protocol):
             "query_string": query,
             "headers": headers,
             "state": self.server.state.copy(),
+            "extensions": (self.extensions if http_version == "1.1"
+                           else self.extensions_10 or self._http10_extensions()),
         }
+
+    def _http10_extensions(self) -> dict[str, Any]:
+        """HTTP/1.0 scopes lack early hints: an HTTP/1.0 client cannot read a 1xx response."""
+        self.extensions_10 = scope_extensions(HTTP10, self.extensions.get("tls"))
+        return self.extensions_10
 
     def _run(self, cycle: RequestCycle) -> None:
         self.cycle = cycle
