@@ -239,6 +239,20 @@ def test_pathsend_large_file_keep_alive(srv: GunicornServer, files: dict[str, Pa
         assert client.get("/").status_code == 200
 
 
+def test_a_request_pipelined_behind_a_file_waits_for_it(srv: GunicornServer,
+                                                        files: dict[str, Path]) -> None:
+    big = files["big"].read_bytes()
+    with connect(srv.port, timeout=30) as sock:
+        sock.sendall(b"GET /pathsend?path=%s HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /trailers HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\r\n"
+                     % q(files["big"]).encode())
+        status, _, body = read_response(sock, timeout=30)
+        assert (status, len(body)) == (200, len(big))
+        assert body == big
+        status, headers, body = read_response(sock)
+        assert (status, headers["transfer-encoding"], body) == (200, "chunked", b"hello world")
+
+
 def test_pathsend_head_and_304(srv: GunicornServer, files: dict[str, Path]) -> None:
     small = files["small"]
     with connect(srv.port) as sock:
