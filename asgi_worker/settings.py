@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .tlsinfo import read_server_cert
+
 # Gunicorn's own bounds for the request limits (gunicorn/http/message.py).
 MAX_REQUEST_LINE = 8190
 MAX_HEADERS = 32768
@@ -76,6 +78,9 @@ class Settings:
     http2_initial_window_size: int = 65535
     http2_max_frame_size: int = MIN_FRAME_SIZE
     http2_max_header_list_size: int = 65536
+    tls_server_cert: str | None = None  # PEM of certfile's first certificate (the tls extension)
+    # Files sent with http.response.pathsend/zerocopysend go out with os.sendfile (--no-sendfile)
+    sendfile: bool = True
     # Logging and hooks
     access_log_enabled: bool = False
     access_log_format: str = ""
@@ -158,6 +163,8 @@ def from_cfg(cfg: Any, *, parser: str, max_requests: int, log: Any = None) -> Se
         http2_max_header_list_size=_bounded(get("http2_max_header_list_size", 65536),
                                             "http2_max_header_list_size", 0, MAX_WINDOW_SIZE)
         or UNLIMITED_LINE,
+        tls_server_cert=read_server_cert(get("certfile", None)) if is_ssl else None,
+        sendfile=bool(getattr(cfg, "sendfile", True)),
         access_log_enabled=_access_log_enabled(get),
         access_log_format=str(get("access_log_format", "")),
         access_log_fast=_fast_access_log(cfg, log),
@@ -212,7 +219,6 @@ def served_alpn(protocols: tuple[str, ...]) -> tuple[str, ...]:
 UNSUPPORTED: dict[str, str] = {
     "threads": "this worker runs one event loop per process; use --workers to scale",
     "protocol": "only the HTTP protocol is served (no uwsgi)",
-    "sendfile": "ASGI apps send bodies through send(); there is no file wrapper to sendfile",
     "permit_obsolete_folding": "obsolete line folding is always refused (400)",
     "strip_header_spaces": "whitespace before the header colon is always refused (400)",
     "permit_unconventional_http_method": "methods follow the parser's rules (RFC 9110 tokens)",
@@ -238,8 +244,6 @@ def _unsupported(cfg: Any) -> tuple[str, ...]:
         if setting is None:
             continue
         value = setting.get()
-        if name == "sendfile" and not value:
-            continue
         if value != setting.default:
             warnings.append(f"{name}={value!r} is not honoured: {why}")
     return tuple(warnings)

@@ -7,13 +7,17 @@ can serve every scenario:
 * ``/json``     small dict through ``json.dumps``
 * ``/echo``     echoes the request body (POST)
 * ``/stream``   100 x 1 KiB chunks via ``more_body``
+* ``/static/1m``, ``/static/100m``  Starlette's ``FileResponse`` of a 1 MiB or 100 MiB file
+  (what FastAPI returns too; it uses ``http.response.pathsend`` where the server offers it)
 * any path, WebSocket: echo every message back
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -27,6 +31,29 @@ JSON_HEADERS = [(b"content-type", b"application/json")]
 OCTET = b"application/octet-stream"
 CHUNK = b"x" * 1024
 CHUNKS = 100
+STATIC_DIR = Path(__file__).resolve().parent / ".work" / "static"
+STATIC_FILES = {"/static/1m": 1, "/static/100m": 100}  # path -> size in MiB
+
+
+def static_file(mib: int) -> Path:
+    """The benchmark file of ``mib`` MiB (created once; random bytes, so nothing compresses)."""
+    path = STATIC_DIR / f"{mib}m.bin"
+    if not path.exists() or path.stat().st_size != mib << 20:
+        STATIC_DIR.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        block = os.urandom(1 << 20)
+        with open(partial, "wb") as file:
+            for _ in range(mib):
+                file.write(block)
+        partial.replace(path)
+    return path
+
+
+async def static(path: str, scope: Scope, receive: Receive, send: Send) -> None:
+    from starlette.responses import FileResponse
+
+    response = FileResponse(static_file(STATIC_FILES[path]), media_type="application/octet-stream")
+    await response(scope, receive, send)
 
 
 async def hello(send: Send) -> None:
@@ -100,6 +127,8 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             await echo(receive, send)
         elif path == "/stream":
             await stream(send)
+        elif path in STATIC_FILES:
+            await static(path, scope, receive, send)
         else:
             await send({"type": "http.response.start", "status": 404, "headers": []})
             await send({"type": "http.response.body", "body": b""})

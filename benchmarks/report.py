@@ -54,6 +54,18 @@ def _r(scenario: str, peer: str, peer_scenario: str | None = None) -> Callable[.
     return compute
 
 
+def _cpu_per_mib(scenario: str, peer: str) -> Callable[..., float | None]:
+    """Our worker CPU per MiB served over the peer's (lower is better)."""
+
+    def compute(s: Summary, ours: str) -> float | None:
+        a = s.get(scenario, {}).get(ours, {}).get("cpu_ms_per_mib")
+        b = s.get(scenario, {}).get(peer, {}).get("cpu_ms_per_mib")
+        ok = isinstance(a, int | float) and isinstance(b, int | float) and b > 0
+        return a / b if ok else None
+
+    return compute
+
+
 def _log_cost(s: Summary, ours: str) -> float | None:
     logged, plain = value(s, "accesslog", ours), value(s, "hello", ours)
     return 100 * (1 - logged / plain) if logged and plain else None
@@ -97,6 +109,13 @@ TARGETS = [
     Target("our access-log cost vs our hello", _log_cost, "<=", 15.0, "{:.1f}%"),
     Target("POST 64 KiB vs uvicorn-worker", _r("post64k", "uvicorn-worker"), ">=", 1.2),
     Target("streaming vs uvicorn-worker", _r("stream", "uvicorn-worker"), ">=", 1.2),
+    Target(
+        "FileResponse 1 MiB: CPU per MiB, ours / uvicorn-worker",
+        _cpu_per_mib("static1m", "uvicorn-worker"),
+        "<=",
+        0.3,
+    ),
+    Target("FileResponse 100 MiB vs uvicorn-worker", _r("static100m", "uvicorn-worker"), ">=", 2.0),
     Target("WS 32 B vs uvicorn-worker", _r("ws32", "uvicorn-worker"), ">=", 1.2),
     Target("WS 64 KiB vs uvicorn-worker", _r("ws64k", "uvicorn-worker"), ">=", 1.0),
     Target("idle memory per connection", _idle, "<=", 5.0, "{:.2f} KiB"),

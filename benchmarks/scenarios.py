@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks import idle, servers
+from benchmarks import apps, idle, servers
 from benchmarks.paths import LUA, REPO, VENV_PYTHON
 from benchmarks.servers import RunningServer, ServerOptions, ServerSpec
 from benchmarks.wrk import LOAD_CPU, WrkResult, parse_wrk, run_wrk, wrk_command
@@ -51,6 +51,7 @@ class Scenario:
     fresh: ServerOptions | None = None  # start a dedicated server with these options
     logged: bool = False  # fresh server gets an access-log file
     once: bool = False  # measured in the first round only (long runs)
+    mib: int = 0  # a file download of this many MiB: the value is MiB/s, plus CPU ms per MiB
 
 
 MAX_REQ = ServerOptions(workers=2, max_requests=200, max_requests_jitter=50)
@@ -62,6 +63,26 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("json", "JSON, 64 conns", servers.HTTP, "wrk", path="/json"),
         Scenario("post64k", "POST echo 64 KiB", servers.HTTP, "wrk", script="post64k.lua"),
         Scenario("stream", "stream 100x1 KiB", servers.HTTP, "wrk", path="/stream"),
+        Scenario(
+            "static1m",
+            "Starlette FileResponse 1 MiB",
+            servers.HTTP,
+            "wrk",
+            unit="MiB/s",
+            path="/static/1m",
+            connections=16,
+            mib=1,
+        ),
+        Scenario(
+            "static100m",
+            "Starlette FileResponse 100 MiB",
+            servers.HTTP,
+            "wrk",
+            unit="MiB/s",
+            path="/static/100m",
+            connections=4,
+            mib=100,
+        ),
         Scenario("latency1", "hello, 1 conn", servers.RAW_HELLO, "wrk", connections=1),
         Scenario("ws32", "WS echo 32 B", servers.WS, "ws", unit="msg/s", ws_size=32),
         Scenario("ws64k", "WS echo 64 KiB", servers.WS, "ws", unit="msg/s", ws_size=65536),
@@ -136,6 +157,8 @@ class CpuMeter:
 
 
 def measure_wrk(server: RunningServer, sc: Scenario, st: Settings) -> Measurement:
+    if sc.mib:
+        apps.static_file(sc.mib)  # made before the clock starts, not by the first request
     if st.warmup_s > 0:
         _wrk(server, sc, st, st.warmup_s)
     boots_before = server.boots()
@@ -143,7 +166,12 @@ def measure_wrk(server: RunningServer, sc: Scenario, st: Settings) -> Measuremen
     result = _wrk(server, sc, st, st.duration_s)
     cpu, _, other = meter.stop()
     boots = server.boots() - boots_before
-    return {"worker_boots": boots, "value": result.rps, **_load_fields(result, cpu, other)}
+    fields = _load_fields(result, cpu, other)
+    if sc.mib:
+        mib = result.requests * sc.mib
+        fields["cpu_ms_per_mib"] = 1e3 * cpu / mib if mib else None
+        return {"worker_boots": boots, "value": result.rps * sc.mib, **fields}
+    return {"worker_boots": boots, "value": result.rps, **fields}
 
 
 def _load_fields(result: Any, cpu: float, other: Any) -> dict[str, Any]:

@@ -28,6 +28,7 @@ PEER_PACKAGES = [
     "uvloop",
     "httptools",
     "websockets",
+    "starlette",  # the static-file scenarios serve Starlette's FileResponse
     "matplotlib",
     "ruff",
 ]

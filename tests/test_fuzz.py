@@ -73,6 +73,8 @@ class FakeServer:
                                          hops=self.forwarded_peers)
         self.proxy_peers = None
         self.websocket_upgrade = None
+        self.http2 = None  # HTTP/1.1 only (as the real server without h2 in http_protocols)
+        self.h2c_prior_knowledge = False
         self.hooks = None
         self.requests = 0
         # The real server's way of starting request tasks (eager on Python 3.12+).

@@ -24,8 +24,10 @@ from ..proxy import (
     forwarded_root_path,
     parse_proxy_header,
 )
+from ..tlsinfo import tls_extension
 from .cycle import ASGI_VERSION, RequestCycle, describe_request
 from .errors import RESPONSES, RequestError, body_limit_detail
+from .extensions import scope_extensions
 from .h1_framing import H1Framing
 
 if TYPE_CHECKING:
@@ -65,9 +67,9 @@ class HTTPConnection(asyncio.Protocol):
 
     __slots__ = (
         "app", "body_received", "client", "closed", "cycle", "deadline", "discarded",
-        "forwarded_trusted", "framing", "h2c_body_left", "h2c_sniff", "h2c_upgrade",
-        "head_bytes", "head_keep_alive",
-        "head_pending", "input_done", "log", "loop", "parsing", "pending_error", "pipeline",
+        "extensions", "extensions_other", "forwarded_trusted", "framing", "h2c_body_left",
+        "h2c_sniff", "h2c_upgrade", "head_bytes", "head_keep_alive", "head_pending", "input_done",
+        "log", "loop", "parsing", "pending_error", "pipeline",
         "preamble", "proxy_pending", "proxy_trusted", "read_paused", "scheme", "server",
         "settings", "sockname", "special_headers", "transport", "upgrade_scope", "write_paused",
         "write_waiter",
@@ -112,6 +114,10 @@ class HTTPConnection(asyncio.Protocol):
         # An Upgrade: h2c request being read: its (not yet run) cycle and HTTP2-Settings.
         self.h2c_upgrade: tuple[RequestCycle, bytes] | None = None
         self.h2c_body_left = 0
+        # The scopes' "extensions" dicts per HTTP version, built once per connection when first
+        # needed (see http/extensions.py).
+        self.extensions: dict[str, Any] = {}  # HTTP/1.1's, built in connection_made
+        self.extensions_other: dict[str, dict[str, Any]] | None = None  # by HTTP version
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -125,8 +131,14 @@ class HTTPConnection(asyncio.Protocol):
             self.sockname = (str(sock[0]), int(sock[1]))
         elif isinstance(sock, str) and sock:
             self.sockname = (sock, None)
-        if transport.get_extra_info("sslcontext") is not None:
+        tls = None
+        context = transport.get_extra_info("sslcontext")
+        if context is not None:
             self.scheme = "https"
+            ssl_object = transport.get_extra_info("ssl_object")
+            if ssl_object is not None:
+                tls = tls_extension(ssl_object, context, self.settings.tls_server_cert)
+        self.extensions = scope_extensions("1.1", tls)
         server = self.server
         host = self.client[0] if self.client else None
         self.forwarded_trusted = server.forwarded_peers.is_trusted(host)
@@ -467,7 +479,21 @@ class HTTPConnection(asyncio.Protocol):
             "query_string": query,
             "headers": headers,
             "state": self.server.state.copy(),
+            "extensions": (self.extensions if http_version == "1.1"
+                           else self._other_extensions(http_version)),
         }
+
+    def _other_extensions(self, http_version: str) -> dict[str, Any]:
+        """The extensions dict of HTTP/1.0 (no early hints: an HTTP/1.0 client cannot read a
+        1xx response) and HTTP/2 scopes (what its framing does), built once per connection."""
+        other = self.extensions_other
+        if other is None:
+            other = self.extensions_other = {}
+        extensions = other.get(http_version)
+        if extensions is None:
+            extensions = other[http_version] = scope_extensions(
+                http_version, self.extensions.get("tls"))
+        return extensions
 
     def _run(self, cycle: RequestCycle) -> None:
         self.cycle = cycle

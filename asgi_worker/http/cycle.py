@@ -16,6 +16,18 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..accessformat import escape_text
 from ..types import ASGIApp, Message
+from .extensions import (
+    ADVERTISED,
+    EARLY_HINT,
+    MESSAGES,
+    PATHSEND,
+    TRAILERS,
+    TRAILERS_DUE,
+    TRAILERS_EXPECTED,
+    ZEROCOPYSEND,
+    check_links,
+)
+from .files import FileRange, from_descriptor, open_path
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -25,6 +37,7 @@ ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 # Buffered request body above which reading from the socket pauses until the app receives.
 HIGH_WATER = 64 * 1024
 _ERROR_HEADERS = ((b"content-type", b"text/plain; charset=utf-8"),)
+_NO_BODY_STATUS = frozenset({204, 304})
 
 def describe_request(scope: dict[str, Any]) -> str:
     """``METHOD path`` for a log line; the decoded path may hold control characters from the
@@ -39,19 +52,31 @@ class ClientDisconnected(OSError):
 class Framing(Protocol):
     """How a cycle's response reaches the wire: HTTP/1.1 bytes, or an HTTP/2 stream's frames.
 
-    The cycle calls :meth:`start` once, then :meth:`data` until ``more_body`` is false; the
-    framing calls ``cycle.finish()`` once the last of it is written (or handed to the
-    transport), as its last step. It counts body bytes in ``cycle.bytes_sent`` and may end the
-    connection's keep-alive (``cycle.keep_alive``). Interim responses (``100 Continue``; 103
-    Early Hints would be a sibling of :meth:`send_continue`), response trailers (announced at
-    :meth:`start`, a method that ends the message after the last :meth:`data`) and file bodies
-    (a method beside :meth:`data` that writes a file's range) fit the same shape.
+    The cycle calls :meth:`start` once, then :meth:`data` (or :meth:`send_file`) until
+    ``more_body`` is false; the framing calls ``cycle.finish()`` once the last of it is written
+    (or handed to the transport), as its last step. It counts body bytes in
+    ``cycle.bytes_sent`` and may end the connection's keep-alive (``cycle.keep_alive``).
+
+    The ASGI extensions (http/extensions.py) are further methods, called only for a scope that
+    advertised the extension and in an order the cycle has checked: :meth:`early_hint` (an
+    interim response, like :meth:`send_continue`), and for a response started with
+    ``"trailers": True``: :meth:`expect_trailers` after :meth:`start`, :meth:`last_data` (or a
+    last :meth:`send_file`) for the last body message, which does not end the message, then
+    :meth:`trailers` until its ``more`` is false, which ends it.
     """
 
     def send_continue(self) -> None: ...
     def start(self, cycle: RequestCycle, status: int, headers: Any) -> None: ...
     def data(self, cycle: RequestCycle, body: bytes, more_body: bool) -> None: ...
     def abort(self, cycle: RequestCycle) -> None: ...
+    def head_pending(self) -> bool:
+        """The response started and nothing of it is on the wire yet."""
+    def early_hint(self, links: list[bytes]) -> None: ...
+    def expect_trailers(self, cycle: RequestCycle) -> None: ...
+    def last_data(self, cycle: RequestCycle, body: bytes) -> None: ...
+    def trailers(self, cycle: RequestCycle, headers: Any, more: bool) -> None: ...
+    async def send_file(self, cycle: RequestCycle, file: FileRange, last: bool) -> None:
+        """A file's range as (the rest of) the body; ``last``: the last body message."""
 
 
 class Owner(Protocol):
@@ -84,7 +109,7 @@ class RequestCycle:
     __slots__ = (
         "body", "bytes_sent", "complete", "conn", "disconnected", "duration", "expect_100",
         "final_sent", "framing", "keep_alive", "more_body", "response_headers", "scope",
-        "start_time", "started", "status", "task", "waiter",
+        "start_time", "started", "status", "task", "trailers", "waiter",
     )
 
     def __init__(self, conn: Owner, scope: dict[str, Any], keep_alive: bool,
@@ -101,6 +126,7 @@ class RequestCycle:
         self.disconnected = False
         self.started = False
         self.complete = False
+        self.trailers = 0  # TRAILERS_EXPECTED, TRAILERS_DUE (http/extensions.py)
         # status and response_headers are set when the response starts.
         self.bytes_sent = 0
         self.start_time = 0.0
@@ -204,7 +230,12 @@ class RequestCycle:
             await self._wait_writable()
         kind = message["type"]
         if kind == "http.response.body" and self.started and not self.complete:
-            self.framing.data(self, message.get("body", b""), message.get("more_body", False))
+            if self.trailers:
+                self._body_before_trailers(message.get("body", b""),
+                                           message.get("more_body", False))
+            else:
+                self.framing.data(self, message.get("body", b""),
+                                  message.get("more_body", False))
         elif kind == "http.response.start" and not self.started:
             status = message["status"]
             if type(status) is not int or not 200 <= status <= 999:
@@ -214,6 +245,11 @@ class RequestCycle:
             self.started = True
             self.status = status
             self.response_headers = headers
+            # A key test, not message.get(): about 100 instructions fewer per response.
+            if "trailers" in message and message["trailers"]:  # noqa: RUF019
+                self._expect_trailers()
+        elif kind in MESSAGES:
+            await self._send_extension(kind, message)
         elif not self.started:
             raise RuntimeError(f"expected ASGI message 'http.response.start', got {kind!r}")
         elif kind != "http.response.body":
@@ -238,6 +274,85 @@ class RequestCycle:
             self._wake()
         self.conn.on_response_complete(self)
 
+    # -- extensions (http/extensions.py) --------------------------------------------------------
+
+    async def _send_extension(self, kind: str, message: Message) -> None:
+        """An extension message: refused unless this scope advertised it."""
+        if kind not in ADVERTISED.get(self.scope["http_version"], ()):
+            raise RuntimeError(f"ASGI message {kind!r}: the scope did not advertise it")
+        if kind == EARLY_HINT:
+            self._send_early_hint(message)
+        elif kind == TRAILERS:
+            self._send_trailers(message)
+        else:
+            await self._send_file(kind, message)
+
+    def _send_early_hint(self, message: Message) -> None:
+        """``103 Early Hints`` before the final response's head (the spec allows it after
+        ``http.response.start`` too, as long as the head was not written)."""
+        if self.started and not self.framing.head_pending():
+            raise RuntimeError("http.response.early_hint after the response head was sent")
+        links = check_links(message.get("links"))
+        if links and not self.disconnected:
+            self.framing.early_hint(links)
+
+    def _expect_trailers(self) -> None:
+        """``"trailers": True``: the response ends with ``http.response.trailers``. Ignored
+        where the scope did not advertise trailers (the app cannot send them there)."""
+        if TRAILERS in ADVERTISED.get(self.scope["http_version"], ()):
+            self.trailers = TRAILERS_EXPECTED
+            self.framing.expect_trailers(self)
+
+    def _body_before_trailers(self, body: bytes, more_body: bool) -> None:
+        """A body message of a response with trailers: the last one does not complete it."""
+        if self.trailers & TRAILERS_DUE:
+            raise RuntimeError("unexpected ASGI message 'http.response.body' after the last "
+                               "body message (http.response.trailers expected)")
+        if more_body:
+            self.framing.data(self, body, True)
+        else:
+            self.trailers |= TRAILERS_DUE
+            self.framing.last_data(self, body)
+
+    def _send_trailers(self, message: Message) -> None:
+        trailers = self.trailers
+        if self.complete and trailers:
+            return  # the response was cut short (more body than its Content-Length): ignored
+        if not trailers & TRAILERS_DUE:
+            raise RuntimeError("unexpected ASGI message 'http.response.trailers': it must follow "
+                               "the last body message of a response started with "
+                               "'trailers': True")
+        more = bool(message.get("more_trailers", False))
+        self.framing.trailers(self, message.get("headers") or (), more)
+        if not more:
+            self.trailers = 0
+
+    async def _send_file(self, kind: str, message: Message) -> None:
+        """A pathsend or zerocopysend message: the file's bytes as (the rest of) the body."""
+        if not self.started:
+            raise RuntimeError(f"expected ASGI message 'http.response.start', got {kind!r}")
+        if self.complete or self.trailers & TRAILERS_DUE:
+            raise RuntimeError(f"unexpected ASGI message {kind!r} after the last body message")
+        last = kind == PATHSEND or not message.get("more_body", False)
+        if self.status in _NO_BODY_STATUS:
+            file = FileRange(-1, 0, 0, False, False)  # no body, no length: the file is not read
+        elif kind == ZEROCOPYSEND:
+            file = from_descriptor(message)
+        else:
+            try:
+                file = open_path(message)
+            except OSError as exc:
+                self.conn.log.error("ASGI app's http.response.pathsend of %r failed: %s (%s)",
+                                    message.get("path"), exc, describe_request(self.scope))
+                self._abort_response()
+                return
+        try:
+            await self.framing.send_file(self, file, last)
+        finally:
+            file.close()
+        if last and self.trailers and not self.complete:
+            self.trailers |= TRAILERS_DUE
+
     # -- failures --------------------------------------------------------------------------------
 
     def _on_app_error(self, exc: BaseException) -> None:
@@ -255,6 +370,7 @@ class RequestCycle:
 
     def _respond_500(self) -> None:
         self.keep_alive = self.keep_alive and not self.more_body
+        self.trailers = 0
         framing = self.framing
         framing.start(self, 500, _ERROR_HEADERS)
         self.started = True
@@ -263,7 +379,14 @@ class RequestCycle:
         framing.data(self, b"Internal Server Error\n", False)
 
     def _abort_response(self) -> None:
-        """The response started but cannot complete: close so the client sees it is truncated."""
+        """The response started but cannot complete: close so the client sees it is truncated.
+
+        When nothing of it was written yet (its head waits for the first body), a 500 can
+        still be.
+        """
+        if self.framing.head_pending() and not self.disconnected:
+            self._respond_500()
+            return
         self.framing.abort(self)
         self.complete = True
         self._wake()

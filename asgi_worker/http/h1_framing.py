@@ -5,7 +5,9 @@ its connection provides. This is the HTTP/1.1 one, one per connection (an HTTP/1
 connection answers one request at a time, in order): the status line and header block,
 Content-Length, chunked or close-delimited bodies, ``100 Continue``, whether the connection
 stays alive, and coalescing writes (a whole response leaves in one write, streamed chunks sent
-back to back share one write per loop iteration).
+back to back share one write per loop iteration); and the HTTP/1.1 side of the ASGI
+extensions: ``103 Early Hints``, the chunked trailer block (when the request said
+``TE: trailers``) and file bodies (http/sendfile.py).
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from .cycle import HIGH_WATER, describe_request
 from .errors import reason_phrase
+from .sendfile import send_range
 
 if TYPE_CHECKING:
     from .connection import HTTPConnection
     from .cycle import RequestCycle
+    from .files import FileRange
 
 # A body larger than this is written beside its head rather than copied onto it.
 _COPY_MAX = 4096
@@ -44,6 +48,9 @@ _SPECIAL_NAMES = {b"content-length": _CONTENT_LENGTH, b"connection": _CONNECTION
 _KNOWN_HEADERS: dict[tuple[bytes, bytes], tuple[int, bytes, int]] = {}
 _MAX_KNOWN_HEADERS = 1024
 _STATUS_LINES: dict[int, bytes] = {}
+_EARLY_HINTS = b"HTTP/1.1 103 Early Hints\r\n"
+# Fields that frame or route a message: never a trailer (RFC 9110 section 6.5.1).
+_NOT_TRAILERS = frozenset({_CONTENT_LENGTH, _CONNECTION, _TRANSFER_ENCODING})
 
 
 def status_line(status: int) -> bytes:
@@ -65,7 +72,7 @@ class H1Framing:
 
     __slots__ = (
         "chunked", "close_delimited", "conn", "content_length", "head", "length_left", "no_body",
-        "pending", "pending_size",
+        "pending", "pending_size", "trailer_lines", "trailers_send",
     )
 
     def __init__(self, conn: HTTPConnection) -> None:
@@ -78,6 +85,9 @@ class H1Framing:
         self.no_body = False
         self.pending: list[bytes] | None = None
         self.pending_size = 0
+        # A response with trailers (set by expect_trailers, read only for such a response).
+        self.trailers_send = False
+        self.trailer_lines = b""
 
     def send_continue(self) -> None:
         """``100 Continue``: the app asked for a body the client waits to send."""
@@ -205,6 +215,68 @@ class H1Framing:
         self.flush()
         cycle.keep_alive = False
 
+    def head_pending(self) -> bool:
+        return bool(self.head)
+
+    # -- ASGI extensions -------------------------------------------------------------------------
+
+    def early_hint(self, links: list[bytes]) -> None:
+        """``103 Early Hints`` (RFC 8297) with one ``link`` field per (checked) link."""
+        lines = [b"link: %s\r\n" % link for link in links]
+        self.conn.transport.write(  # type: ignore[union-attr]
+            b"".join((_EARLY_HINTS, *lines, b"\r\n")))
+
+    def expect_trailers(self, cycle: RequestCycle) -> None:
+        """Trailers go on the wire when the client asked (``TE: trailers``) and the response
+        can be chunked; else they are checked and dropped, the body still complete."""
+        send = (self.content_length < 0 and not self.no_body
+                and cycle.scope["http_version"] == "1.1"
+                and accepts_trailers(cycle.scope["headers"]))
+        if send:
+            self.chunked = True
+        self.trailers_send = send
+        self.trailer_lines = b""
+
+    def last_data(self, cycle: RequestCycle, body: bytes) -> None:
+        """The last body message of a response with trailers: :meth:`trailers` ends it."""
+        if self.head and self.content_length < 0 and not self.chunked and not self.no_body:
+            # The whole body in one message and the trailers dropped: Content-Length.
+            self.content_length = len(body)
+            self.head += b"content-length: %d\r\n" % len(body)
+        self.data(cycle, body, True)
+
+    def trailers(self, cycle: RequestCycle, headers: Any, more: bool) -> None:
+        """Check the trailer fields; the last message writes the trailer block (or the last
+        chunk when they are dropped) and completes the response."""
+        lines = []
+        for header in headers:
+            kind, line, _ = _encode_header(header)
+            if kind in _NOT_TRAILERS:
+                raise RuntimeError(f"invalid response trailer {header[0]!r}")
+            lines.append(line)
+        send = self.trailers_send
+        if send:
+            self.trailer_lines += b"".join(lines)
+        if more:
+            return
+        end = b""
+        if self.chunked:
+            end = b"0\r\n%s\r\n" % self.trailer_lines if send else _LAST_CHUNK
+        if self.length_left > 0:
+            self._short(cycle)
+        pending = self.pending
+        if pending:
+            end = b"".join((*pending, end))
+            pending.clear()
+            self.pending_size = 0
+        if end and not cycle.disconnected:
+            self.conn.transport.write(end)  # type: ignore[union-attr]
+        cycle.finish()
+
+    async def send_file(self, cycle: RequestCycle, file: FileRange, last: bool) -> None:
+        """A file's range as (the rest of) the body: http/sendfile.py."""
+        await send_range(self, cycle, file, last)
+
     def _overlong(self, cycle: RequestCycle, body: bytes) -> tuple[bytes, int, bool]:
         """The body goes beyond its Content-Length: cut it there; the response is done."""
         self.conn.log.error("ASGI app sent more body than its Content-Length (%d): %s",
@@ -247,6 +319,16 @@ class H1Framing:
         conn = self.conn
         if conn.transport is not None and not conn.closed:
             conn.transport.write(data)
+
+
+def accepts_trailers(headers: Any) -> bool:
+    """Whether the request said ``TE: trailers`` (RFC 9110 section 10.1.4)."""
+    for name, value in headers:
+        if name == b"te":
+            for coding in value.split(b","):
+                if coding.split(b";", 1)[0].strip().lower() == b"trailers":
+                    return True
+    return False
 
 
 def _parse_content_length(value: bytes) -> int:

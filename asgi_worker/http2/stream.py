@@ -14,6 +14,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from ..http.cycle import RequestCycle, describe_request
+from ..http.files import FileRange
 from ..http.h1_framing import _CONNECTION, _CONTENT_LENGTH, _KNOWN_HEADERS, _encode_header
 
 if TYPE_CHECKING:
@@ -234,6 +235,27 @@ class H2Stream:
         self.pending = b""
         self.blocked = False
         self.conn.reset(self.stream_id, 2)
+
+    def head_pending(self) -> bool:
+        return self.response is not None
+
+    # The ASGI extensions are not served over HTTP/2 yet: its scopes do not advertise them
+    # (http/extensions.py, HTTP2), so the cycle refuses their messages before these are called.
+
+    def early_hint(self, links: list[bytes]) -> None:
+        raise RuntimeError("http.response.early_hint is not served over HTTP/2")
+
+    def expect_trailers(self, cycle: RequestCycle) -> None:
+        raise RuntimeError("http.response.trailers is not served over HTTP/2")
+
+    def last_data(self, cycle: RequestCycle, body: bytes) -> None:
+        raise RuntimeError("http.response.trailers is not served over HTTP/2")
+
+    def trailers(self, cycle: RequestCycle, headers: Any, more: bool) -> None:
+        raise RuntimeError("http.response.trailers is not served over HTTP/2")
+
+    async def send_file(self, cycle: RequestCycle, file: FileRange, last: bool) -> None:
+        raise RuntimeError("http.response.pathsend/zerocopysend are not served over HTTP/2")
 
     def _send_body(self, body: bytes, more_body: bool) -> None:
         """Send as much of ``body`` as the windows allow; keep the rest in :attr:`pending`."""
