@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN as PROTOCOL_OPEN
 
-from ..http.cycle import ClientDisconnected
+from ..disconnected import WebSocketDisconnected
 from ..types import ASGIApp, Message
 from .frames import MessageAssembler, fast_path_limit, frame_header, receive_simple_frames
 from .handshake import (
@@ -64,10 +64,6 @@ _CONT = Opcode.CONT
 _PONG = Opcode.PONG
 _CLOSE = Opcode.CLOSE
 _CONNECT: Message = {"type": "websocket.connect"}
-
-
-class WebSocketDisconnected(ClientDisconnected):
-    """``send()`` on a closed WebSocket (ASGI spec 2.4: a server-specific ``OSError``)."""
 
 
 class WebSocketSession(asyncio.Protocol):
