@@ -6,6 +6,7 @@ body bytes; validation, scopes and responses live in the shared connection and c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import httptools
@@ -22,11 +23,14 @@ class HttpToolsProtocol(HTTPConnection):
 
     __slots__ = (
         "check_fields", "chunk_size", "headers", "limit_field_size", "limit_fields", "limit_line",
-        "max_head", "parser", "small_head", "span", "url",
+        "max_head", "on_message_complete", "parser", "small_head", "span", "url",
     )
 
     def __init__(self, server: Server) -> None:
         super().__init__(server)
+        # httptools looks its callbacks up once, here: an attribute, not a method alias in the
+        # class body, which mypyc compiles into a class attribute that fails every request.
+        self.on_message_complete: Callable[[], None] = self.on_message_end
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
@@ -121,8 +125,6 @@ class HttpToolsProtocol(HTTPConnection):
     def parsed_http_version(self) -> str:
         version: str = self.parser.get_http_version()
         return version
-
-    on_message_complete = HTTPConnection.on_message_end
 
 
 def _classify(exc: Exception) -> RequestError:
