@@ -62,20 +62,22 @@ class HttpToolsProtocol(HTTPConnection):
         self.check_fields = self.span > self.small_head
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
+        # One name per except clause: mypyc miscompiles one name bound to different exception
+        # types in one function (docs/architecture.md, "Compiled and pure").
+        except httptools.HttpParserUpgrade as upgrade:
             if self.upgrade_scope is not None:
-                self.start_upgrade(data[exc.args[0]:])
+                self.start_upgrade(data[upgrade.args[0]:])
             return
-        except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
+        except httptools.HttpParserCallbackError as callback_error:
+            cause = callback_error.__context__
             if isinstance(cause, RequestError):
                 self.on_bad_request(cause)
                 return
             raise
-        except httptools.HttpParserError as exc:
+        except httptools.HttpParserError as parser_error:
             if self.input_done:
                 return  # llhttp refuses bytes after a closing request; we ignore them
-            self.on_bad_request(_classify(exc))
+            self.on_bad_request(_classify(parser_error))
             return
         if self.upgrade_scope is not None:
             # llhttp flags an upgrade only with "Connection: upgrade"; without it nothing would
