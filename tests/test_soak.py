@@ -9,7 +9,12 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.load import run_load
+
+# Load tests: CI runs them once, on the compiled build (-m 'not slow' for the pure one).
+pytestmark = pytest.mark.slow
 
 DURATION = 40.0
 

@@ -7,7 +7,12 @@ import signal
 import threading
 import time
 
+import pytest
+
 from tests.load import LoadResult, run_load
+
+# Load tests: CI runs them once, on the compiled build (-m 'not slow' for the pure one).
+pytestmark = pytest.mark.slow
 
 
 def _load_with(port: int, duration: float, action, interval: float) -> LoadResult:  # type: ignore[no-untyped-def]
