@@ -74,8 +74,9 @@ def compiler_works() -> str | None:
         try:
             compiler.compile([source], output_dir=tmp,
                              include_dirs=[sysconfig.get_paths()["include"]])
-        except Exception as exc:  # CompileError, a missing compiler, missing headers
-            return f"no working C compiler or Python headers ({str(exc).strip()[:120]})"
+        except Exception:  # CompileError, a missing compiler, missing headers
+            cc = (getattr(compiler, "compiler_so", None) or ["cc"])[0]
+            return f"no working C compiler or Python headers ({cc} cannot build with Python.h)"
     return None
 
 
