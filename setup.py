@@ -47,6 +47,10 @@ COMPILED = [
 ]
 
 MODES = ("auto", "pure", "compiled")
+# setup.py also runs for metadata and the sdist (egg_info, dist_info, sdist): mypyc's type
+# check and C generation are only worth their time for commands that build extensions.
+BUILDS_EXTENSIONS = {"build", "build_ext", "bdist_wheel", "editable_wheel", "install", "develop",
+                     "bdist_egg"}
 
 
 def notice(message: str) -> None:
@@ -122,4 +126,6 @@ class BuildExt(build_ext):
             self.distribution.ext_modules = []
 
 
-setup(ext_modules=mypyc_extensions(build_mode()), cmdclass={"build_ext": BuildExt})
+builds_extensions = not BUILDS_EXTENSIONS.isdisjoint(sys.argv[1:])
+setup(ext_modules=mypyc_extensions(build_mode()) if builds_extensions else [],
+      cmdclass={"build_ext": BuildExt})
