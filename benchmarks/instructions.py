@@ -133,9 +133,9 @@ async def drive(scenario: str, parser: str, count: int, log_dir: str) -> dict[st
     if server.access_logger is not None:
         server.access_logger.flush()
     return {
-        "compiled": asgi_worker.COMPILED,
+        "compiled": getattr(asgi_worker, "COMPILED", False),  # older versions: pure
         "file": asgi_worker.__file__,
-        "modules": asgi_worker.COMPILED_MODULES,
+        "modules": getattr(asgi_worker, "COMPILED_MODULES", []),
         "requests": server.requests,
     }
 
