@@ -85,3 +85,15 @@ def test_a_user_subclass_of_the_worker_runs(start_server, tmp_path: Path) -> Non
     response = httpx.get(srv.url + "/", timeout=10)
     assert response.status_code == 200
     assert "MyWorker init_process override ran" in srv.log()
+
+
+def test_the_error_log_shows_the_apps_frames(start_server) -> None:  # type: ignore[no-untyped-def]
+    """Compiled functions have no Python frames; the app's own must still be in the log."""
+    srv = start_server("tests.apps.basic:app")
+    import httpx
+
+    assert httpx.get(srv.url + "/error-before", timeout=10).status_code == 500
+    log = srv.wait_for_log(r"RuntimeError: boom before the response")
+    assert "Traceback (most recent call last)" in log
+    assert 'tests/apps/basic.py", line' in log and "in error_before" in log
+    assert 'raise RuntimeError("boom before the response")' in log
