@@ -335,6 +335,8 @@ KNOWN_ENV = frozenset({
     "MAX_BODY_SIZE", "WS", "WS_PING_INTERVAL", "WS_PING_TIMEOUT", "WS_MAX_MESSAGE_SIZE",
     "WS_PER_MESSAGE_DEFLATE",
 })
+# Not worker options: read by the build (setup.py) and on import (asgi_worker/_build.py).
+BUILD_ENV = frozenset({"BUILD", "MYPYC_MODULES", "PURE"})
 
 
 def _worker_env(cfg: Any) -> dict[str, str]:
@@ -345,7 +347,7 @@ def _worker_env(cfg: Any) -> dict[str, str]:
         for key, value in source.items():
             if key.startswith(ENV_PREFIX):
                 merged[key[len(ENV_PREFIX):]] = value
-    unknown = sorted(set(merged) - KNOWN_ENV)
+    unknown = sorted(set(merged) - KNOWN_ENV - BUILD_ENV)
     if unknown:
         names = ", ".join(ENV_PREFIX + name for name in unknown)
         known = ", ".join(ENV_PREFIX + name for name in sorted(KNOWN_ENV))

@@ -23,6 +23,7 @@ import gunicorn
 from gunicorn.workers.base import Worker as GunicornWorker
 
 from . import settings as settings_module
+from ._build import describe as describe_build
 from .accesslog import AccessLogger
 from .application import ASGI2, NotASGIError, asgi3_app
 from .hooks import RequestHooks
@@ -261,8 +262,9 @@ class Worker(GunicornWorker):
             hooks=self.hooks, websocket_upgrade=self.websocket_upgrade)
         if not self.alive:
             server.begin_shutdown("signal before start", fast=self._quit_early)
-        self.log.info("asgi_worker ready: %s parser, %s loop, lifespan %s",
-                      settings.parser, _loop_name(server.loop), settings.lifespan)
+        self.log.info("asgi_worker ready: %s parser, %s loop, lifespan %s, %s",
+                      settings.parser, _loop_name(server.loop), settings.lifespan,
+                      describe_build("asgi_worker"))
         await server.serve()
         remaining = settings.graceful_timeout - (server.loop.time() - server.shutdown_at)
         timeout = 1.0 if server.fast_exit else max(remaining, 1.0)

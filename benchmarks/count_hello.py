@@ -19,7 +19,6 @@ import sys
 from typing import Any
 
 import uvloop
-
 from asgi_worker.http.httptools_protocol import HttpToolsProtocol
 from asgi_worker.server import Server
 from asgi_worker.settings import Settings

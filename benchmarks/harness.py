@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import interpreter, servers
-from benchmarks.paths import REPO, VENV_PYTHON, WORK
+from benchmarks.paths import APPDIR, OURS_VENV, REPO, WORK
 from benchmarks.scenarios import SCENARIOS, Measurement, Scenario, Settings, measure, start_fresh
 from benchmarks.servers import SERVERS, RunningServer, ServerSpec, StartError
 
@@ -88,23 +88,27 @@ def rotated(items: list[str], shift: int) -> list[str]:
 
 
 def ours_importable(worker_class: str) -> str | None:
-    """None if ``asgi_worker.<Class>`` imports in the venv, else the error text."""
+    """None if ``asgi_worker.<Class>`` imports from our wheel's venv, else the error text."""
     module, _, name = worker_class.rpartition(".")
     code = f"import {module}; {module}.{name}"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(APPDIR)}
     proc = subprocess.run(
-        [str(VENV_PYTHON), "-c", code],
+        [str(OURS_VENV / "bin" / "python"), "-c", code],
         capture_output=True,
         text=True,
         env=env,
-        cwd=REPO,
+        cwd=APPDIR,
         timeout=60,
     )
     return None if proc.returncode == 0 else (proc.stderr.strip().splitlines() or ["?"])[-1]
 
 
 def precheck(state: State) -> None:
-    checks = {"ours": "asgi_worker.Worker", "ours-h11": "asgi_worker.H11Worker"}
+    checks = {
+        "ours": "asgi_worker.Worker",
+        "ours-pure": "asgi_worker.Worker",
+        "ours-h11": "asgi_worker.H11Worker",
+    }
     for name in state.plan.servers:
         if name in checks and (err := ours_importable(checks[name])):
             skip(state, name, f"{checks[name]} does not import: {err}")

@@ -16,5 +16,10 @@ VENV = Path(sys.prefix)
 VENV_BIN = VENV / "bin"
 VENV_PYTHON = VENV_BIN / "python"
 WORK = BENCH / ".work"
+# Our worker as a user installs it: a wheel built from this checkout, installed into a venv of
+# its own beside the peers venv (setup_env.ensure_ours), and run from APPDIR, a directory that
+# holds only benchmarks/apps.py, so the checkout's sources never shadow the installed package.
+OURS_VENV = VENV.with_name(VENV.name + "-ours")
+APPDIR = WORK / "appdir"
 RESULTS = BENCH / "results"
 LUA = BENCH / "lua"

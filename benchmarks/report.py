@@ -11,7 +11,7 @@ from typing import Any
 
 from benchmarks.paths import RESULTS
 
-OURS = ("ours", "ours-h11")
+OURS = ("ours", "ours-pure", "ours-h11")
 LOWER_IS_BETTER = {"idle", "soak"}
 NO_LATENCY = {"idle"}  # memory only: no latency / CPU columns
 NO_RATIO = {"soak"}  # a growth rate near 0 (or below) makes ours/peer ratios meaningless

@@ -21,8 +21,10 @@ from benchmarks.paths import REPO
 # own sys.executable is the venv's python).
 PYTHON_ENV = "ASGI_BENCH_PYTHON"
 
-DEFAULT_SERVERS = ["ours", "uvicorn-worker", "gunicorn-asgi", "granian", "hypercorn", "raw"]
-QUICK_SERVERS = ["ours", "uvicorn-worker", "granian", "raw"]
+DEFAULT_SERVERS = [
+    "ours", "ours-pure", "uvicorn-worker", "gunicorn-asgi", "granian", "hypercorn", "raw",
+]  # fmt: skip
+QUICK_SERVERS = ["ours", "ours-pure", "uvicorn-worker", "granian", "raw"]
 QUICK_OPT_IN = ["soak"]  # too long for --quick unless named in --scenarios
 
 
@@ -104,7 +106,9 @@ def enter_venv(argv: list[str], script: str = __file__) -> setup_env.Interpreter
     if "-h" in argv or "--help" in argv:
         return None
     try:
-        return bootstrap(argv, script)
+        interp = bootstrap(argv, script)
+        setup_env.ensure_ours(interp, setup_env.venv_dir(interp))
+        return interp
     except setup_env.SetupError as exc:
         print(f"[setup] ERROR: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

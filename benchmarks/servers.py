@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.paths import REPO, VENV_BIN, VENV_PYTHON, WORK
+from benchmarks.paths import APPDIR, OURS_VENV, REPO, VENV_BIN, VENV_PYTHON, WORK
 
 APP = "benchmarks.apps:app"
 HOST = "127.0.0.1"
@@ -45,6 +45,11 @@ class ServerSpec:
     features: frozenset[str]
     is_ours: bool = False
     optional: bool = False
+    # Our servers run the installed wheel (paths.OURS_VENV) from APPDIR, never the checkout;
+    # ``env`` picks its build (ASGI_WORKER_PURE=1 for ours-pure), ``build_says`` is what the
+    # worker's ready line must then say.
+    env: tuple[tuple[str, str], ...] = ()
+    build_says: str = ""
 
 
 def _gunicorn_has_flag(flag: str) -> bool:
@@ -65,10 +70,12 @@ def no_control_socket_args() -> list[str]:
     return ["--no-control-socket"] if _NO_CONTROL_SOCKET[0] else []
 
 
-def gunicorn_cmd(worker_class: str) -> Callable[[int, ServerOptions], list[str]]:
+def gunicorn_cmd(
+    worker_class: str, bin_dir: Path = VENV_BIN
+) -> Callable[[int, ServerOptions], list[str]]:
     def build(port: int, opts: ServerOptions) -> list[str]:
         cmd = [
-            str(VENV_BIN / "gunicorn"),
+            str(bin_dir / "gunicorn"),
             "-k",
             worker_class,
             "-w",
@@ -142,12 +149,29 @@ def raw_cmd(port: int, opts: ServerOptions) -> list[str]:
     return [str(VENV_PYTHON), "-m", "benchmarks.raw_floor", HOST, str(port)]
 
 
+OURS_WORKER = gunicorn_cmd("asgi_worker.Worker", OURS_VENV / "bin")
+COMPILED_SAYS = "compiled (mypyc)"
+PURE_SAYS = "pure Python (ASGI_WORKER_PURE=1)"
+
 SERVERS: dict[str, ServerSpec] = {
     spec.name: spec
     for spec in (
-        ServerSpec("ours", gunicorn_cmd("asgi_worker.Worker"), FULL | {MAX_REQUESTS}, True),
+        ServerSpec("ours", OURS_WORKER, FULL | {MAX_REQUESTS}, True, build_says=COMPILED_SAYS),
         ServerSpec(
-            "ours-h11", gunicorn_cmd("asgi_worker.H11Worker"), FULL | {MAX_REQUESTS}, True, True
+            "ours-pure",
+            OURS_WORKER,
+            FULL | {MAX_REQUESTS},
+            True,
+            env=(("ASGI_WORKER_PURE", "1"),),
+            build_says=PURE_SAYS,
+        ),
+        ServerSpec(
+            "ours-h11",
+            gunicorn_cmd("asgi_worker.H11Worker", OURS_VENV / "bin"),
+            FULL | {MAX_REQUESTS},
+            True,
+            True,
+            build_says=COMPILED_SAYS,
         ),
         ServerSpec(
             "uvicorn-worker", gunicorn_cmd("uvicorn_worker.UvicornWorker"), FULL | {MAX_REQUESTS}
@@ -308,12 +332,15 @@ def start(spec: ServerSpec, opts: ServerOptions | None = None) -> RunningServer:
     WORK.mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix=f"home-{spec.name}-", dir=WORK))
     log_path = home / "server.log"
-    env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    where = APPDIR if spec.is_ours else REPO
+    env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(where), "PYTHONUNBUFFERED": "1"}
+    env.pop("ASGI_WORKER_PURE", None)
+    env.update(spec.env)
     cmd = ["taskset", "-c", SERVER_CPU, *spec.build(port, opts)]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             cmd,
-            cwd=REPO,
+            cwd=where,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -331,9 +358,26 @@ def _wait_ready(server: RunningServer, cmd: list[str]) -> None:
         if not server.alive:
             break
         if http_ok(server.port):
+            _check_build(server, cmd)
             return
         time.sleep(0.1)
     tail = server.log_tail()
     server.stop()
     reason = "exited" if server.proc.returncode is not None else "not ready in time"
     raise StartError(f"{server.spec.name} {reason}: {' '.join(cmd)}\n{tail}")
+
+
+def _check_build(server: RunningServer, cmd: list[str]) -> None:
+    """Ours must run the build it is named for (the worker's ready line says which)."""
+    says = server.spec.build_says
+    if not says:
+        return
+    deadline = time.monotonic() + 5
+    while "asgi_worker ready" not in server.log_path.read_text(errors="replace"):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    if f", {says}" not in server.log_path.read_text(errors="replace"):
+        tail = server.log_tail()
+        server.stop()
+        raise StartError(f"{server.spec.name} does not run {says}: {' '.join(cmd)}\n{tail}")

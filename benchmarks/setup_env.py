@@ -17,7 +17,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.paths import LEGACY_VENV, PEERS, REPO
+from benchmarks.paths import APPDIR, LEGACY_VENV, PEERS, REPO
 
 PEER_PACKAGES = [
     "gunicorn",
@@ -204,3 +204,64 @@ def ensure_wrk() -> bool:
         file=sys.stderr,
     )
     return False
+
+
+def _ours_sources_digest() -> str:
+    """What the wheel of our worker is built from: the package, setup.py, pyproject.toml."""
+    digest = hashlib.sha256()
+    files = [
+        REPO / "setup.py",
+        REPO / "pyproject.toml",
+        *sorted((REPO / "asgi_worker").rglob("*.py")),
+    ]
+    for path in files:
+        digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def ensure_ours(interp: Interpreter, peers_venv: Path) -> Path:
+    """A venv beside ``peers_venv`` with this checkout's compiled wheel installed; its path.
+
+    The wheel is built (``pip wheel``, ``ASGI_WORKER_BUILD=compiled``: a failed compile is an
+    error, never a silently pure wheel) when the sources changed since the last build. The
+    servers ``ours``/``ours-h11`` run it as it is, ``ours-pure`` with ``ASGI_WORKER_PURE=1``.
+    """
+    venv = peers_venv.with_name(peers_venv.name + "-ours")
+    marker = venv / MARKER
+    digest = _ours_sources_digest()
+    _write_appdir()
+    if marker.exists() and marker.read_text().strip() == digest:
+        return venv
+    python = venv / "bin" / "python"
+    if not python.exists():
+        create_venv(interp, venv)
+    wheels = venv / "wheels"
+    shutil.rmtree(wheels, ignore_errors=True)
+    print(f"[setup] building our wheel (compiled) into {wheels}", flush=True)
+    env = {**os.environ, "ASGI_WORKER_BUILD": "compiled"}
+    env.pop("PYTHONPATH", None)
+    steps = [
+        [str(python), "-m", "pip", "install", "-q", "-U", "pip"],
+        [str(python), "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(REPO)],
+    ]
+    for cmd in steps:
+        if subprocess.run(cmd, env=env, check=False).returncode != 0:
+            raise SetupError(f"`{' '.join(cmd)}` failed (see the output above)")
+    wheel = next(wheels.glob("asgi_worker-*.whl"))
+    for cmd in (
+        [str(python), "-m", "pip", "install", "-q", "--force-reinstall", str(wheel)],
+        [str(python), "-c", "import asgi_worker, sys; sys.exit(not asgi_worker.COMPILED)"],
+    ):
+        if subprocess.run(cmd, env=env, cwd=APPDIR, check=False).returncode != 0:
+            raise SetupError(f"`{' '.join(cmd)}` failed: {wheel.name} is not a compiled build")
+    print(f"[setup] {wheel.name} installed in {venv}", flush=True)
+    marker.write_text(digest + "\n")
+    return venv
+
+
+def _write_appdir() -> None:
+    """APPDIR/benchmarks/apps.py: the app, importable as ``benchmarks.apps`` without the repo."""
+    package = APPDIR / "benchmarks"
+    package.mkdir(parents=True, exist_ok=True)
+    (package / "__init__.py").write_text("")
+    shutil.copyfile(REPO / "benchmarks" / "apps.py", package / "apps.py")

@@ -38,12 +38,45 @@ for _name in [name for name in os.environ if name.startswith("ASGI_WORKER_")
 _LOOPBACK = "127.0.0.1,localhost,::1"
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = ",".join(
     filter(None, [os.environ.get("NO_PROXY") or os.environ.get("no_proxy"), _LOOPBACK]))
+BUILDS = ("compiled", "pure", "any")
 WORKERS = ["asgi_worker.Worker", "asgi_worker.H11Worker"]
 GUNICORN_MAJOR = int(gunicorn.__version__.split(".")[0])
 # The control socket came in Gunicorn 25.x (24.1 and 25.0 have no --no-control-socket).
 NO_CONTROL_SOCKET = (["--no-control-socket"] if "control_socket_disable" in Config().settings
                      else [])
 _LISTENING = re.compile(r"Listening at: \S+?://[^\s:]+:(\d+)")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--build", choices=BUILDS, default="any",
+                     help="compiled: the mypyc-compiled modules must be what runs (else stop); "
+                          "pure: run the .py sources (ASGI_WORKER_PURE=1, inherited by every "
+                          "server the tests start); any: whatever is installed (default)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Choose the build before anything imports asgi_worker (servers inherit the choice)."""
+    build = config.getoption("--build")
+    if build == "pure":
+        os.environ["ASGI_WORKER_PURE"] = "1"
+    elif build == "compiled":
+        os.environ.pop("ASGI_WORKER_PURE", None)
+        import asgi_worker
+
+        if not asgi_worker.COMPILED:
+            pytest.exit("--build compiled, but asgi_worker is not compiled here: "
+                        f"{asgi_worker.__file__} has no extension modules beside it (see "
+                        "docs/building.md: a C compiler, then pip install -e .)", returncode=4)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    import asgi_worker
+    from asgi_worker._build import describe
+
+    modules = ", ".join(name.removeprefix("asgi_worker.")
+                        for name in asgi_worker.COMPILED_MODULES) or "none"
+    return (f"asgi_worker build: {describe('asgi_worker')} from {Path(asgi_worker.__file__).parent}"
+            f"; compiled modules: {modules}")
 
 
 class GunicornServer:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.once  # the same on either build: CI runs it with the compiled one
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -15,7 +15,12 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.load import run_load
+
+# Load tests: CI runs them once, on the compiled build (-m 'not slow' for the pure one).
+pytestmark = pytest.mark.slow
 
 MIN_DURATION = 30.0  # long enough to compare the first and the last quarter's memory
 MAX_DURATION = 150.0

@@ -11,7 +11,12 @@ import signal
 import threading
 from collections.abc import Callable
 
+import pytest
+
 from tests.load import LoadResult, run_load
+
+# Load tests: CI runs them once, on the compiled build (-m 'not slow' for the pure one).
+pytestmark = pytest.mark.slow
 
 LOAD_BOUND = 90.0  # seconds: only a machine far slower than any we know gets near it
 

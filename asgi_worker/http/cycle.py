@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..accessformat import escape_text
+from ..disconnected import ClientDisconnected
 from ..types import ASGIApp, Message
 from .extensions import (
     ADVERTISED,
@@ -43,10 +44,6 @@ def describe_request(scope: dict[str, Any]) -> str:
     """``METHOD path`` for a log line; the decoded path may hold control characters from the
     client, escaped here as in the access log (CVE-2020-7694: no forged lines or escapes)."""
     return f"{scope['method']} {escape_text(scope['path'])}"
-
-
-class ClientDisconnected(OSError):
-    """``send()`` was called after the client went away (ASGI spec 2.4: an OSError)."""
 
 
 class Framing(Protocol):

@@ -104,9 +104,9 @@ class H11Protocol(HTTPConnection):
             self._process_events()
         except RequestError as exc:
             self.on_bad_request(exc)
-        except h11.RemoteProtocolError as exc:
+        except h11.RemoteProtocolError as error:  # not "exc" again: mypyc (docs/architecture.md)
             # Our head rules first, as llhttp checks characters before field semantics.
-            self.on_bad_request(self._raw_head_error() or _classify(exc))
+            self.on_bad_request(self._raw_head_error() or _classify(error))
         else:
             self.arm_head_deadline()
 

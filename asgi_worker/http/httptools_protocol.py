@@ -6,6 +6,7 @@ body bytes; validation, scopes and responses live in the shared connection and c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import httptools
@@ -22,11 +23,14 @@ class HttpToolsProtocol(HTTPConnection):
 
     __slots__ = (
         "check_fields", "chunk_size", "headers", "limit_field_size", "limit_fields", "limit_line",
-        "max_head", "parser", "small_head", "span", "url",
+        "max_head", "on_message_complete", "parser", "small_head", "span", "url",
     )
 
     def __init__(self, server: Server) -> None:
         super().__init__(server)
+        # httptools looks its callbacks up once, here: an attribute, not a method alias in the
+        # class body, which mypyc compiles into a class attribute that fails every request.
+        self.on_message_complete: Callable[[], None] = self.on_message_end
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
@@ -58,20 +62,22 @@ class HttpToolsProtocol(HTTPConnection):
         self.check_fields = self.span > self.small_head
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
+        # One name per except clause: mypyc miscompiles one name bound to different exception
+        # types in one function (docs/architecture.md, "Compiled and pure").
+        except httptools.HttpParserUpgrade as upgrade:
             if self.upgrade_scope is not None:
-                self.start_upgrade(data[exc.args[0]:])
+                self.start_upgrade(data[upgrade.args[0]:])
             return
-        except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
+        except httptools.HttpParserCallbackError as callback_error:
+            cause = callback_error.__context__
             if isinstance(cause, RequestError):
                 self.on_bad_request(cause)
                 return
             raise
-        except httptools.HttpParserError as exc:
+        except httptools.HttpParserError as parser_error:
             if self.input_done:
                 return  # llhttp refuses bytes after a closing request; we ignore them
-            self.on_bad_request(_classify(exc))
+            self.on_bad_request(_classify(parser_error))
             return
         if self.upgrade_scope is not None:
             # llhttp flags an upgrade only with "Connection: upgrade"; without it nothing would
@@ -121,8 +127,6 @@ class HttpToolsProtocol(HTTPConnection):
     def parsed_http_version(self) -> str:
         version: str = self.parser.get_http_version()
         return version
-
-    on_message_complete = HTTPConnection.on_message_end
 
 
 def _classify(exc: Exception) -> RequestError:

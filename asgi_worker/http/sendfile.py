@@ -30,7 +30,8 @@ import errno
 import os
 from typing import TYPE_CHECKING
 
-from .cycle import ClientDisconnected, describe_request
+from ..disconnected import ClientDisconnected
+from .cycle import describe_request
 
 if TYPE_CHECKING:
     from .cycle import RequestCycle

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from ..disconnected import WebSocketDisconnected
 from ..http.errors import RESPONSES
 from .handshake import (
     handshake_request,
@@ -18,7 +19,7 @@ from .handshake import (
     plain_response,
     websocket_scope,
 )
-from .session import CONNECTING, WebSocketDisconnected, WebSocketSession
+from .session import CONNECTING, WebSocketSession
 
 if TYPE_CHECKING:
     from ..server import Server

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN as PROTOCOL_OPEN
 
-from ..http.cycle import ClientDisconnected
+from ..disconnected import WebSocketDisconnected
 from ..types import ASGIApp, Message
 from .frames import (
     FrameTracker,
@@ -82,10 +82,6 @@ _CONNECT: Message = {"type": "websocket.connect"}
 # Close codes on a graceful shutdown (RFC 6455 7.4.1 and the IANA registry).
 _RESTART = (1012, "server restarting")
 _GOING_AWAY = (1001, "server shutting down")
-
-
-class WebSocketDisconnected(ClientDisconnected):
-    """``send()`` on a closed WebSocket (ASGI spec 2.4: a server-specific ``OSError``)."""
 
 
 class WebSocketSession(asyncio.Protocol):
