@@ -100,6 +100,7 @@ class H2Connection(asyncio.Protocol):
                                            validate_outbound_headers=False,
                                            normalize_outbound_headers=False,
                                            validate_inbound_headers=False,
+                                           normalize_inbound_headers=False,
                                            logger=_SILENT)
         conn = self.h2 = h2.connection.H2Connection(config=config)
         settings = self.settings
@@ -262,6 +263,7 @@ class H2Connection(asyncio.Protocol):
         method = path = authority = b""
         headers: list[tuple[bytes, bytes]] = []
         forwarded = expect_100 = False
+        cookies: list[bytes] | None = None
         names = self.forwarded_names
         for name, value in event.headers or ():
             if name[0] == 58:  # b":"
@@ -275,11 +277,19 @@ class H2Connection(asyncio.Protocol):
             if name == b"host":
                 if authority:
                     continue
+            elif name == b"cookie":  # RFC 9113 section 8.2.3: split fields are joined
+                if cookies is None:
+                    cookies = [value]
+                else:
+                    cookies.append(value)
+                continue
             elif name == b"expect":
                 expect_100 = value.lower() == b"100-continue"
             elif name in names:
                 forwarded = True
             headers.append((name, value))
+        if cookies is not None:
+            headers.append((b"cookie", b"; ".join(cookies)))
         if authority:
             headers.insert(0, (b"host", authority))
         settings = self.settings
