@@ -127,6 +127,9 @@ TARGETS = [
         "{:.2f}% of warm RSS/min",
     ),
     Target("hello as fraction of raw floor", _r("hello", "raw"), ">=", 0.5),
+    Target("HTTP/2 hello vs gunicorn-asgi", _r("h2hello", "gunicorn-asgi"), ">=", 8.0),
+    Target("HTTP/2 hello vs hypercorn", _r("h2hello", "hypercorn"), ">=", 5.0),
+    Target("HTTP/2 hello vs granian", _r("h2hello", "granian"), ">=", 0.5),
 ]
 
 

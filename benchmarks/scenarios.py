@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks import apps, idle, servers
+from benchmarks import apps, h2load, idle, servers
 from benchmarks.paths import LUA, REPO, VENV_PYTHON
 from benchmarks.servers import RunningServer, ServerOptions, ServerSpec
 from benchmarks.wrk import LOAD_CPU, WrkResult, parse_wrk, run_wrk, wrk_command
@@ -42,7 +42,7 @@ class Scenario:
     name: str
     title: str
     needs: str
-    kind: str  # "wrk" | "ws" | "idle" | "soak"
+    kind: str  # "wrk" | "ws" | "idle" | "soak" | "h2load"
     unit: str = "req/s"
     path: str = "/"
     script: str | None = None
@@ -55,6 +55,8 @@ class Scenario:
 
 
 MAX_REQ = ServerOptions(workers=2, max_requests=200, max_requests_jitter=50)
+H2C = ServerOptions(http2=True)
+H2_STREAMS = 10  # h2load -m: streams in flight per connection
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
@@ -84,6 +86,10 @@ SCENARIOS: dict[str, Scenario] = {
             mib=100,
         ),
         Scenario("latency1", "hello, 1 conn", servers.RAW_HELLO, "wrk", connections=1),
+        Scenario("h2hello", "HTTP/2 hello, 64 conns x 10", servers.HTTP2, "h2load", fresh=H2C),
+        Scenario(
+            "h2json", "HTTP/2 JSON, 64 conns x 10", servers.HTTP2, "h2load", path="/json", fresh=H2C
+        ),
         Scenario("ws32", "WS echo 32 B", servers.WS, "ws", unit="msg/s", ws_size=32),
         Scenario("ws64k", "WS echo 64 KiB", servers.WS, "ws", unit="msg/s", ws_size=65536),
         Scenario(
@@ -127,6 +133,25 @@ def _wrk(server: RunningServer, sc: Scenario, st: Settings, seconds: float) -> W
     conns = sc.connections or st.connections
     script = LUA / sc.script if sc.script else None
     return run_wrk(_url(server, sc.path), seconds, conns, st.threads, script)
+
+
+def measure_h2load(server: RunningServer, sc: Scenario, st: Settings) -> Measurement:
+    """h2load over h2c prior knowledge: ``-c 64 -m 10``, warm-up inside the same run."""
+    if not h2load.available():
+        raise RuntimeError("h2load not found (apt-get install nghttp2-client)")
+    conns = sc.connections or st.connections
+    boots_before = server.boots()
+    meter = CpuMeter(server)
+    result = h2load.run_h2load(_url(server, sc.path), st.duration_s, st.warmup_s, conns, H2_STREAMS)
+    cpu, wall, other = meter.stop()
+    # The meter spans the warm-up too: scale the server's CPU to the measured part.
+    measured = result.seconds / wall if wall and result.seconds < wall else 1.0
+    boots = server.boots() - boots_before
+    return {
+        "worker_boots": boots,
+        "value": result.rps,
+        **_load_fields(result, cpu * measured, other),
+    }
 
 
 def _harness_seconds(client_pid: int | None) -> float:
@@ -395,6 +420,7 @@ MEASURE: dict[str, Callable[[RunningServer, Scenario, Settings], Measurement]] =
     "ws": measure_ws,
     "idle": measure_idle,
     "soak": measure_soak,
+    "h2load": measure_h2load,
 }
 
 

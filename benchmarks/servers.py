@@ -25,6 +25,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Features a server may support; a scenario names the one it needs.
 HTTP, RAW_HELLO, WS, ACCESS_LOG, MAX_REQUESTS = "http", "hello", "ws", "access_log", "max_requests"
+HTTP2 = "http2"  # h2c with prior knowledge, when started with ServerOptions(http2=True)
 FULL = frozenset({HTTP, RAW_HELLO, WS, ACCESS_LOG})
 
 
@@ -36,6 +37,7 @@ class ServerOptions:
     max_requests: int = 0
     max_requests_jitter: int = 0
     access_log: Path | None = None
+    http2: bool = False  # serve h2c (prior knowledge); readiness is then probed over HTTP/2
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ def gunicorn_cmd(
             cmd += ["--max-requests-jitter", str(opts.max_requests_jitter)]
         if opts.access_log is not None:
             cmd += ["--access-logfile", str(opts.access_log)]
+        if opts.http2:  # 127.0.0.1 is in Gunicorn's default forwarded_allow_ips: trusted
+            cmd += ["--http-protocols", "h2,h1", "--http2-cleartext", "prior-knowledge"]
         return [*cmd, APP]
 
     return build
@@ -120,6 +124,8 @@ def granian_cmd(port: int, opts: ServerOptions) -> list[str]:
     ]
     if opts.access_log is not None:
         cmd.append("--access-log")  # granian logs access lines to stdout (our log file)
+    if opts.http2:
+        cmd += ["--http", "2"]
     return [*cmd, APP]
 
 
@@ -156,11 +162,13 @@ PURE_SAYS = "pure Python (ASGI_WORKER_PURE=1)"
 SERVERS: dict[str, ServerSpec] = {
     spec.name: spec
     for spec in (
-        ServerSpec("ours", OURS_WORKER, FULL | {MAX_REQUESTS}, True, build_says=COMPILED_SAYS),
+        ServerSpec(
+            "ours", OURS_WORKER, FULL | {MAX_REQUESTS, HTTP2}, True, build_says=COMPILED_SAYS
+        ),
         ServerSpec(
             "ours-pure",
             OURS_WORKER,
-            FULL | {MAX_REQUESTS},
+            FULL | {MAX_REQUESTS, HTTP2},
             True,
             env=(("ASGI_WORKER_PURE", "1"),),
             build_says=PURE_SAYS,
@@ -168,7 +176,7 @@ SERVERS: dict[str, ServerSpec] = {
         ServerSpec(
             "ours-h11",
             gunicorn_cmd("asgi_worker.H11Worker", OURS_VENV / "bin"),
-            FULL | {MAX_REQUESTS},
+            FULL | {MAX_REQUESTS, HTTP2},
             True,
             True,
             build_says=COMPILED_SAYS,
@@ -176,9 +184,9 @@ SERVERS: dict[str, ServerSpec] = {
         ServerSpec(
             "uvicorn-worker", gunicorn_cmd("uvicorn_worker.UvicornWorker"), FULL | {MAX_REQUESTS}
         ),
-        ServerSpec("gunicorn-asgi", gunicorn_cmd("asgi"), FULL | {MAX_REQUESTS}),
-        ServerSpec("granian", granian_cmd, FULL),
-        ServerSpec("hypercorn", hypercorn_cmd, FULL | {MAX_REQUESTS}),
+        ServerSpec("gunicorn-asgi", gunicorn_cmd("asgi"), FULL | {MAX_REQUESTS, HTTP2}),
+        ServerSpec("granian", granian_cmd, FULL | {HTTP2}),
+        ServerSpec("hypercorn", hypercorn_cmd, FULL | {MAX_REQUESTS, HTTP2}),
         ServerSpec("raw", raw_cmd, frozenset({RAW_HELLO})),
     )
 }
@@ -196,6 +204,27 @@ def http_ok(port: int, timeout: float = 1.0) -> bool:
         with socket.create_connection((HOST, port), timeout=timeout) as sock:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
             return sock.recv(64).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+# The client preface and an empty SETTINGS frame; a server speaking HTTP/2 answers with its
+# SETTINGS (frame type 4) first.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def h2_ok(port: int, timeout: float = 1.0) -> bool:
+    """True once the server answers the HTTP/2 preface with a SETTINGS frame (h2c)."""
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout) as sock:
+            sock.sendall(_H2_PREFACE)
+            head = b""
+            while len(head) < 9:
+                chunk = sock.recv(9 - len(head))
+                if not chunk:
+                    return False
+                head += chunk
+            return head[3] == 4
     except OSError:
         return False
 
@@ -357,7 +386,7 @@ def _wait_ready(server: RunningServer, cmd: list[str]) -> None:
     while time.monotonic() < deadline:
         if not server.alive:
             break
-        if http_ok(server.port):
+        if (h2_ok if server.opts.http2 else http_ok)(server.port):
             _check_build(server, cmd)
             return
         time.sleep(0.1)

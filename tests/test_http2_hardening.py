@@ -231,6 +231,38 @@ def test_invalid_preface_from_a_trusted_peer_closes(h2c) -> None:  # type: ignor
     well_behaved(srv)
 
 
+def test_malformed_request_is_a_stream_error(h2c) -> None:  # type: ignore[no-untyped-def]
+    # RFC 9113 section 8.1.1: a malformed request (here an upper-case field name, section
+    # 8.2) is a stream error; the connection goes on. Each block is sent twice, so the second
+    # time every field is indexed and the worker has seen the block before: a repeated
+    # malformed block is refused again, a repeated good one answered.
+    srv = h2c()
+    attacker = Attacker(srv.port)
+    good = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "localhost")]
+    bad = [*good, ("X-Upper", "1")]
+    try:
+        plan = {1: good, 3: good, 5: bad, 7: bad, 9: good}
+        for stream_id, fields in plan.items():
+            attacker.send(frame(HEADERS, END_HEADERS | END_STREAM, stream_id,
+                                attacker.encoder.encode(fields)))
+
+        def done(frames: list[tuple[int, int, int, bytes]]) -> bool:
+            ended = {sid for kind, flags, sid, _ in frames
+                     if kind == RST_STREAM or (kind == DATA and flags & END_STREAM)}
+            return ended >= set(plan) or cut_off(frames)
+
+        frames = attacker.frames(done)
+        resets = {sid: int.from_bytes(payload, "big") for kind, _, sid, payload in frames
+                  if kind == RST_STREAM}
+        answered = {sid for kind, flags, sid, _ in frames if kind == DATA and flags & END_STREAM}
+        assert resets == {5: PROTOCOL_ERROR, 7: PROTOCOL_ERROR}
+        assert answered == {1, 3, 9}
+        assert not cut_off(frames)
+    finally:
+        attacker.close()
+    assert "Traceback" not in srv.log()
+
+
 def _hpack_int(value: int) -> bytes:
     out = bytearray()
     while value >= 128:

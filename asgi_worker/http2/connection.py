@@ -12,6 +12,7 @@ Gunicorn's operational model: GOAWAY on drain, ``keepalive`` idle close, per-str
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -20,10 +21,12 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import h2.utilities
 from hyperframe.frame import GoAwayFrame
 
 from ..http.cycle import RequestCycle
 from ..http.errors import RequestError
+from .hpack_cache import CachingDecoder, CachingEncoder
 from .stream import H2Stream
 
 if TYPE_CHECKING:
@@ -40,6 +43,26 @@ FLOOD_LIMIT = 1000
 # http2_max_concurrent_streams (a legitimate client cancels a page's requests at most).
 RESET_FACTOR = 2
 _ERRORS = (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError, KeyError)
+# h2's own rules for inbound header blocks (RFC 9113 section 8.2/8.3), run by this module
+# rather than inside h2 so that a request's header list seen before on the connection is not
+# checked again (see _valid_headers).
+_REQUEST_FLAGS = h2.utilities.HeaderValidationFlags(
+    is_client=False, is_trailer=False, is_response_header=False, is_push_promise=False)
+_TRAILER_FLAGS = _REQUEST_FLAGS._replace(is_trailer=True)
+_MAX_VALID = 16  # header lists remembered as valid, per connection
+_MAX_VALID_BYTES = 4096  # ... of at most this many bytes of names and values
+
+
+class _SilentLogger:
+    """h2's ``logger``: h2 calls it about ten times per request; its default, a Python
+    no-op method, costs a Python call each time, ``"".format`` (any arguments, returns ``""``)
+    a C call."""
+
+    __slots__ = ()
+    debug = trace = "".format
+
+
+_SILENT: Any = _SilentLogger()
 
 
 class H2Connection(asyncio.Protocol):
@@ -48,7 +71,7 @@ class H2Connection(asyncio.Protocol):
     __slots__ = (
         "app", "closed", "deadline", "flood", "flood_start", "flush_scheduled", "forwarded_names",
         "goaway_sent", "h2", "log", "loop", "origin", "reset_limit", "resets", "server",
-        "settings", "streams", "transport", "write_paused", "write_waiter",
+        "settings", "streams", "transport", "valid_headers", "write_paused", "write_waiter",
     )
 
     def __init__(self, origin: HTTPConnection) -> None:
@@ -62,6 +85,7 @@ class H2Connection(asyncio.Protocol):
         self.forwarded_names = (self.server.forwarded.names if origin.forwarded_trusted
                                 else frozenset())
         self.streams: dict[int, H2Stream] = {}
+        self.valid_headers: set[tuple[Any, ...]] = set()
         self.closed = False
         self.deadline = 0.0
         self.flush_scheduled = False
@@ -74,7 +98,10 @@ class H2Connection(asyncio.Protocol):
         self.reset_limit = RESET_FACTOR * self.settings.http2_max_concurrent_streams
         config = h2.config.H2Configuration(client_side=False, header_encoding=None,
                                            validate_outbound_headers=False,
-                                           normalize_outbound_headers=False)
+                                           normalize_outbound_headers=False,
+                                           validate_inbound_headers=False,
+                                           normalize_inbound_headers=False,
+                                           logger=_SILENT)
         conn = self.h2 = h2.connection.H2Connection(config=config)
         settings = self.settings
         codes = h2.settings.SettingCodes
@@ -84,8 +111,10 @@ class H2Connection(asyncio.Protocol):
             codes.MAX_FRAME_SIZE: settings.http2_max_frame_size,
             codes.MAX_HEADER_LIST_SIZE: settings.http2_max_header_list_size,
         })
-        # The decoder's bound applies from the first HEADERS, not only once SETTINGS is acked.
-        conn.decoder.max_header_list_size = settings.http2_max_header_list_size
+        # hpack's coders, remembering blocks that repeat (hpack_cache.py). The decoder's bound
+        # applies from the first HEADERS, not only once SETTINGS is acked.
+        conn.encoder = CachingEncoder()
+        conn.decoder = CachingDecoder(settings.http2_max_header_list_size)
 
     def start(self, data: bytes, upgrade: tuple[bytes, RequestCycle] | None = None) -> None:
         """Take over the transport from the HTTP/1.1 connection; ``data`` was read already.
@@ -150,6 +179,10 @@ class H2Connection(asyncio.Protocol):
                     if self.resets > self.reset_limit and self._flooded():
                         return
                     self._maybe_idle()
+            elif kind is h2.events.TrailersReceived:
+                stream_id = event.stream_id  # type: ignore[attr-defined]
+                if not self._valid_headers(event.headers, _TRAILER_FLAGS, False):  # type: ignore[attr-defined]
+                    self._malformed(stream_id)
             elif kind is h2.events.WindowUpdated:
                 self._window_opened(event.stream_id)  # type: ignore[attr-defined]
             elif kind is h2.events.RemoteSettingsChanged:
@@ -221,12 +254,16 @@ class H2Connection(asyncio.Protocol):
 
     def _on_request(self, event: h2.events.RequestReceived) -> None:
         stream_id = event.stream_id
+        if not self._valid_headers(event.headers, _REQUEST_FLAGS, True):
+            self._malformed(stream_id)
+            return
         if self.goaway_sent:
             self.reset(stream_id, _REFUSED_STREAM)  # after our GOAWAY: the client retries
             return
         method = path = authority = b""
         headers: list[tuple[bytes, bytes]] = []
         forwarded = expect_100 = False
+        cookies: list[bytes] | None = None
         names = self.forwarded_names
         for name, value in event.headers or ():
             if name[0] == 58:  # b":"
@@ -240,11 +277,19 @@ class H2Connection(asyncio.Protocol):
             if name == b"host":
                 if authority:
                     continue
+            elif name == b"cookie":  # RFC 9113 section 8.2.3: split fields are joined
+                if cookies is None:
+                    cookies = [value]
+                else:
+                    cookies.append(value)
+                continue
             elif name == b"expect":
                 expect_100 = value.lower() == b"100-continue"
             elif name in names:
                 forwarded = True
             headers.append((name, value))
+        if cookies is not None:
+            headers.append((b"cookie", b"; ".join(cookies)))
         if authority:
             headers.insert(0, (b"host", authority))
         settings = self.settings
@@ -265,6 +310,33 @@ class H2Connection(asyncio.Protocol):
         if server.access_log_enabled:
             cycle.start_time = time.time()
         self._start_stream(stream, cycle)
+
+    def _valid_headers(self, headers: Any, flags: Any, remember: bool) -> bool:
+        """h2's checks of an inbound header block, skipped for a request's list already found
+        valid on this connection (a repeated block decodes to the same fields: hpack_cache)."""
+        key = tuple(headers or ())
+        known = self.valid_headers
+        if key in known:
+            return True
+        try:
+            for _ in h2.utilities.validate_headers(key, flags):
+                pass
+        except h2.exceptions.ProtocolError as exc:
+            self.log.debug("Malformed HTTP/2 request from %s: %s", self.origin.peer(), exc)
+            return False
+        if remember and sum(map(len, itertools.chain.from_iterable(key))) <= _MAX_VALID_BYTES:
+            if len(known) >= _MAX_VALID:
+                known.clear()
+            known.add(key)
+        return True
+
+    def _malformed(self, stream_id: int) -> None:
+        """RFC 9113 section 8.1.1: a malformed request is a stream error (PROTOCOL_ERROR)."""
+        stream = self.streams.pop(stream_id, None)
+        self.reset(stream_id, _PROTOCOL_ERROR)
+        if stream is not None:
+            stream.on_reset()
+            self._maybe_idle()
 
     def _run_upgraded(self, cycle: RequestCycle) -> None:
         """The request that asked for Upgrade: h2c, body read, answered on stream 1."""

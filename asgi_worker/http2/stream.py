@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from h2.exceptions import FlowControlError
+
 from ..http.cycle import RequestCycle, describe_request
 from ..http.files import FileRange
 from ..http.h1_framing import _CONNECTION, _CONTENT_LENGTH, _KNOWN_HEADERS, _encode_header
@@ -32,6 +34,8 @@ _CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connecti
 _KNOWN_H2: dict[tuple[bytes, bytes], tuple[int, tuple[bytes, bytes]]] = {}
 _MAX_KNOWN = 1024
 _STATUS_VALUES = {status: str(status).encode() for status in range(100, 600)}
+# RFC 9113 section 6.5.2: no peer's SETTINGS_MAX_FRAME_SIZE is below this.
+_MIN_MAX_FRAME_SIZE = 16384
 
 
 class H2Stream:
@@ -197,8 +201,8 @@ class H2Stream:
             self.response = None
             end = self.no_body or (not body and not more_body)
             conn.h2.send_headers(self.stream_id, response, end_stream=end)
-            conn.schedule_flush()
             if end:
+                conn.schedule_flush()
                 if not more_body:
                     cycle.finish()
                 return
@@ -266,10 +270,15 @@ class H2Stream:
                 h2.end_stream(stream_id)
             return
         size = len(body)
+        if size <= _MIN_MAX_FRAME_SIZE:
+            # h2 checks the windows before it changes any state: a body too large for them
+            # raises and takes the windowed path below.
+            try:
+                h2.send_data(stream_id, body, end_stream=not more_body)
+                return
+            except FlowControlError:
+                pass
         window = h2.local_flow_control_window(stream_id)
-        if size <= window and size <= h2.max_outbound_frame_size:
-            h2.send_data(stream_id, body, end_stream=not more_body)
-            return
         view = memoryview(body)
         sent = 0
         frame = h2.max_outbound_frame_size
