@@ -236,7 +236,10 @@ def test_h2c_from_an_untrusted_peer_is_http11(start_server, worker_class) -> Non
     srv = _h2c(start_server, worker_class, "--forwarded-allow-ips", "10.1.2.3")
     response = httpx.get(f"{srv.url}/")
     assert (response.status_code, response.http_version) == (200, "HTTP/1.1")
-    with pytest.raises(httpx.RemoteProtocolError), \
+    # Served as HTTP/1.x, the preface is a bad request: the worker answers 400 and closes. The
+    # client then fails reading that answer as HTTP/2, or (the rest of its preface unread by the
+    # closing server) on the connection's reset; either way no HTTP/2 is served.
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)), \
             httpx.Client(http1=False, http2=True, timeout=10) as client:
         client.get(f"{srv.url}/")
 
