@@ -28,12 +28,11 @@ from gunicorn.config import Config
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `from tests.x import ...` without `python -m` from the root
     sys.path.insert(0, str(ROOT))
-# Settings read from the environment that would change what a test server does.
+# Settings read from the environment that would change what a test server does: removed in
+# pytest_configure, once (test modules import this file again as tests.conftest, which must
+# not remove the ASGI_WORKER_PURE that --build pure set).
 _FOREIGN_ENV = ("GUNICORN_CMD_ARGS", "WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS",
                 "GUNICORN_DIRTY_SOCKET")
-for _name in [name for name in os.environ if name.startswith("ASGI_WORKER_")
-              or name in _FOREIGN_ENV]:
-    del os.environ[_name]
 # Loopback traffic never goes through a proxy (httpx and websockets' client honour these).
 _LOOPBACK = "127.0.0.1,localhost,::1"
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = ",".join(
@@ -56,6 +55,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Choose the build before anything imports asgi_worker (servers inherit the choice)."""
+    for name in [name for name in os.environ if name.startswith("ASGI_WORKER_")
+                 or name in _FOREIGN_ENV]:
+        del os.environ[name]
     build = config.getoption("--build")
     if build == "pure":
         os.environ["ASGI_WORKER_PURE"] = "1"
