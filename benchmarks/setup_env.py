@@ -154,12 +154,13 @@ def project_dependencies() -> list[str]:
 
 def ensure_venv(interp: Interpreter, venv: Path, upgrade: bool) -> None:
     marker = venv / MARKER
-    if marker.exists() and not upgrade:
+    packages = [*PEER_PACKAGES, *project_dependencies()]
+    # The marker lists what was installed: a package added to the list since reinstalls.
+    if marker.exists() and not upgrade and marker.read_text().split() == packages:
         return
     python = venv / "bin" / "python"
     if not python.exists():
         create_venv(interp, venv)
-    packages = [*PEER_PACKAGES, *project_dependencies()]
     print(f"[setup] pip install -U {' '.join(packages)}", flush=True)
     for args in (["pip"], packages):
         cmd = [str(python), "-m", "pip", "install", "-q", "-U", *args]
@@ -249,7 +250,9 @@ def ensure_ours(interp: Interpreter, peers_venv: Path) -> Path:
             raise SetupError(f"`{' '.join(cmd)}` failed (see the output above)")
     wheel = next(wheels.glob("asgi_worker-*.whl"))
     for cmd in (
-        [str(python), "-m", "pip", "install", "-q", "--force-reinstall", str(wheel)],
+        # [http2] for the h2 scenarios, Starlette for the static-file ones (its FileResponse).
+        [str(python), "-m", "pip", "install", "-q", "--force-reinstall", f"{wheel}[http2]"],
+        [str(python), "-m", "pip", "install", "-q", "starlette"],
         [str(python), "-c", "import asgi_worker, sys; sys.exit(not asgi_worker.COMPILED)"],
     ):
         if subprocess.run(cmd, env=env, cwd=APPDIR, check=False).returncode != 0:
