@@ -156,7 +156,7 @@ def ensure_venv(interp: Interpreter, venv: Path, upgrade: bool) -> None:
     marker = venv / MARKER
     packages = [*PEER_PACKAGES, *project_dependencies()]
     # The marker lists what was installed: a package added to the list since reinstalls.
-    if marker.exists() and not upgrade and marker.read_text().split() == packages:
+    if marker.exists() and not upgrade and marker.read_text().splitlines() == packages:
         return
     python = venv / "bin" / "python"
     if not python.exists():
@@ -207,9 +207,13 @@ def ensure_wrk() -> bool:
     return False
 
 
+# What the wheel is installed with: part of the digest, so that a change reinstalls.
+OURS_EXTRAS = "[http2] starlette"
+
+
 def _ours_sources_digest() -> str:
     """What the wheel of our worker is built from: the package, setup.py, pyproject.toml."""
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(OURS_EXTRAS.encode())
     files = [
         REPO / "setup.py",
         REPO / "pyproject.toml",
