@@ -572,3 +572,33 @@ def test_graceful_timeout_ends_a_stalled_download(worker_class: str, tmp_path: P
         client.close()
     finally:
         server.stop()
+
+
+def test_the_send_deadline_cuts_a_stalled_download_not_a_slow_one(
+        worker_class: str, tmp_path: Path, files: dict[str, Path]) -> None:
+    # ASGI_WORKER_SEND_TIMEOUT bounds each wait for the client's window, as HTTP/1.1 bounds
+    # each wait for its socket: a reader that keeps making progress is never cut off.
+    server = GunicornServer(["-k", worker_class, "-w", "1", "-b", "127.0.0.1:0", *H2C, APP],
+                            tmp_path, env={"ASGI_WORKER_SEND_TIMEOUT": "2"})
+    try:
+        slow = H2Client(server.port, auto_ack=False, initial_window=0)
+        slow.open_window(0, 1 << 30)
+        stalled = H2Client(server.port, auto_ack=False, initial_window=0)
+        stalled_stream = stalled.request(f"/pathsend?path={q(files['big'])}")
+        stream = slow.request(f"/pathsend?path={q(files['big'])}")
+        # 64 KiB every 0.3 s, 12 times: 3.6 s in all, each wait well under the 2 s deadline.
+        for step in range(1, 13):
+            time.sleep(0.3)
+            slow.open_window(stream, 65536)
+            slow.read(slow.received(stream, step * 65536), timeout=5)
+            assert stream not in slow.resets, f"reset after {step - 1} steps"
+            assert len(slow.body[stream]) == step * 65536
+        stalled.read(stalled.done(stalled_stream), timeout=10)
+        assert stalled.resets.get(stalled_stream) == 8  # CANCEL
+        server.wait_for_log(r"Resetting HTTP/2 stream 1 from .*: client too slow")
+        slow.read(lambda: False, timeout=0.5)
+        assert stream not in slow.resets
+        slow.close()
+        stalled.close()
+    finally:
+        server.stop()

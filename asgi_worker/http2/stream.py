@@ -63,7 +63,7 @@ class H2Stream:
 
     __slots__ = (
         "blocked", "conn", "cycle", "framing", "length_left", "log", "loop", "no_body",
-        "pending", "pending_end", "read_paused", "request_done", "response", "server",
+        "pending", "pending_end", "read_paused", "request_done", "response", "send_by", "server",
         "settings", "stream_id", "trailer_fields", "trailers_send", "unacked", "waiter",
     )
 
@@ -82,6 +82,7 @@ class H2Stream:
         self.pending = b""  # response body waiting for the peer's window
         self.pending_end = False
         self.blocked = False
+        self.send_by = 0.0  # blocked: the peer's window must open by then (connection.py)
         self.read_paused = False
         self.request_done = False
         self.unacked = 0  # request body bytes consumed by nobody yet: not acknowledged
@@ -152,6 +153,8 @@ class H2Stream:
         body, self.pending = self.pending, b""
         self._send_body(body, not self.pending_end)
         if self.pending:
+            if len(self.pending) < len(body):
+                self._block(True)  # progress: a new wait begins
             return
         self.blocked = False
         self._wake()
@@ -251,9 +254,8 @@ class H2Stream:
         self._send_body(body, more_body)
         conn.schedule_flush()
         if self.pending:
-            self.blocked = True
             self.pending_end = not more_body
-            conn.arm_deadline(self.settings.send_timeout)
+            self._block(True)
         if not more_body:
             cycle.finish()
 
@@ -368,15 +370,16 @@ class H2Stream:
         stream_id = self.stream_id
         offset = file.offset
         left = count
+        progress = True  # since the last wait for the window
         while left > 0:
             if cycle.disconnected or conn.closed:
                 raise ClientDisconnected("the client closed the connection")
             window = h2.local_flow_control_window(stream_id)
             if window <= 0 or conn.write_paused:
                 if window <= 0:
-                    self.blocked = True
                     self.pending_end = False
-                    conn.arm_deadline(self.settings.send_timeout)
+                    self._block(progress)
+                    progress = False
                 await cycle._wait_writable()
                 continue
             data = file.read(offset, min(left, window, COPY_CHUNK))
@@ -395,10 +398,22 @@ class H2Stream:
             offset += size
             left -= size
             cycle.bytes_sent += size
+            progress = True
             conn.schedule_flush()
             if left:
                 await asyncio.sleep(0)  # the flush writes it; other streams run meanwhile
         return count - left
+
+    def _block(self, fresh: bool) -> None:
+        """Wait for the peer's window. Each wait that follows progress gets the whole send
+        deadline (as an HTTP/1.1 connection's wait for its socket does); one woken without
+        progress (a WINDOW_UPDATE of the connection only) keeps what was left of it. The
+        connection resets the stream when ``send_by`` passes (``H2Connection.on_deadline``)."""
+        self.blocked = True
+        now = self.loop.time()
+        if fresh or not self.send_by:
+            self.send_by = now + self.settings.send_timeout
+        self.conn.arm_deadline(self.send_by - now)
 
     def _send_body(self, body: bytes, more_body: bool) -> None:
         """Send as much of ``body`` as the windows allow; keep the rest in :attr:`pending`."""
