@@ -477,6 +477,26 @@ def test_client_resetting_mid_file(client: H2Client, srv: GunicornServer,
     assert 1 << 20 <= sent < files["big"].stat().st_size
 
 
+def test_a_file_that_shrinks_mid_download_resets_the_stream(srv: GunicornServer,
+                                                            tmp_path: Path) -> None:
+    path = tmp_path / "shrinking.bin"
+    path.write_bytes(os.urandom(1 << 20))
+    client = H2Client(srv.port, auto_ack=False, initial_window=0)
+    try:
+        client.open_window(0, 1 << 30)
+        stream = client.request(f"/pathsend?path={q(path)}&mark=shrink")
+        client.read(lambda: bool(client.blocks[stream]))
+        assert client.header(stream, b"content-length") == b"1048576"
+        os.truncate(path, 100_000)  # while the worker waits for the window
+        client.open_window(stream, 1 << 21)
+        client.read(client.done(stream))
+        assert client.resets.get(stream) == INTERNAL_ERROR
+        assert len(client.body[stream]) == 100_000
+        srv.wait_for_log(r"File ended 948576 bytes early in a response: GET /pathsend")
+    finally:
+        client.close()
+
+
 # -- flow control and lifecycle -------------------------------------------------------------------
 
 

@@ -372,7 +372,9 @@ class H2Stream:
         left = count
         progress = True  # since the last wait for the window
         while left > 0:
-            if cycle.disconnected or conn.closed:
+            if conn.closed and not cycle.disconnected:
+                cycle.on_disconnect()  # closing: its streams are reset once it is lost
+            if cycle.disconnected:
                 raise ClientDisconnected("the client closed the connection")
             window = h2.local_flow_control_window(stream_id)
             if window <= 0 or conn.write_paused:
