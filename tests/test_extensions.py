@@ -1,4 +1,5 @@
-"""ASGI HTTP extensions on HTTP/1.1: pathsend, zerocopysend, early hints, trailers, tls.
+"""ASGI HTTP extensions on HTTP/1.1: pathsend, zerocopysend, early hints, trailers, tls (HTTP/2:
+tests/test_http2_extensions.py).
 
 A real worker of each parser serves tests/apps/extensions.py; the clients are raw sockets
 (to see 103s, trailers and framing byte by byte), httpx and ssl sockets.
@@ -22,7 +23,6 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from gunicorn.config import Config
 
 from tests.conftest import WORKERS, GunicornServer
 from tests.rawhttp import Conn, connect, exchange, read_response, read_until_close, status_of
@@ -543,32 +543,3 @@ def test_pathsend_over_tls(tls_srv: GunicornServer, pki: dict[str, Path],
     head, _, body = data.partition(b"\r\n\r\n")
     assert b"content-length: 67108864" in head
     assert body == files["big"].read_bytes()
-
-
-# -- HTTP/2: nothing advertised that its framing does not do -------------------------------------
-
-
-_HTTP2_SETTINGS = ("http_protocols", "http2_cleartext")
-
-
-@pytest.mark.skipif(
-    not all(name in Config().settings for name in _HTTP2_SETTINGS),
-    reason="this Gunicorn has no http_protocols / http2_cleartext")
-def test_http2_scopes_advertise_no_extension_message(worker_class: str, files: dict[str, Path],
-                                                      tmp_path: Path) -> None:
-    server = _server(worker_class, tmp_path, "--http-protocols", "h2,h1",
-                     "--http2-cleartext", "prior-knowledge")
-    try:
-        with httpx.Client(http1=False, http2=True, timeout=20) as client:
-            response = client.get(f"{server.url}/extensions")
-            assert response.http_version == "HTTP/2"
-            assert response.json() == {"http_version": "2", "extensions": {}}
-            # Starlette looks at the scope and sends the file as body messages.
-            response = client.get(f"{server.url}/starlette/file?path={q(files['small'])}")
-            assert response.content == files["small"].read_bytes()
-            # An app that sends pathsend anyway: refused before anything was sent, a 500.
-            response = client.get(f"{server.url}/pathsend?path={q(files['small'])}")
-            assert response.status_code == 500
-        server.wait_for_log(r"'http.response.pathsend': the scope did not advertise it")
-    finally:
-        server.stop()

@@ -6,7 +6,7 @@ requests: building it per request would cost every request, extension or not. Th
 own decisions never read that dict back: the cycle checks a message against the frozen sets
 here, so an app that mutates its scope cannot make the server send what the connection cannot
 carry. What a message becomes on the wire is each protocol's framing (HTTP/1.1:
-http/h1_framing.py and http/sendfile.py).
+http/h1_framing.py and http/sendfile.py; HTTP/2: http2/stream.py).
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ TLS = "tls"
 MESSAGES = frozenset({PATHSEND, ZEROCOPYSEND, EARLY_HINT, TRAILERS})
 HTTP11 = frozenset({PATHSEND, ZEROCOPYSEND, EARLY_HINT, TRAILERS})
 HTTP10 = HTTP11 - {EARLY_HINT}
-# The HTTP/2 framing (http2/stream.py) does none of them yet: its scopes carry only "tls".
-HTTP2: frozenset[str] = frozenset()
+# HTTP/2 (http2/stream.py): 103 as an interim HEADERS frame, trailers as the last HEADERS
+# frame (sent when the request said "TE: trailers", as the spec asks), files as DATA frames.
+HTTP2 = HTTP11
 # What a scope of each HTTP version advertises (and the cycle accepts).
 ADVERTISED = {"1.1": HTTP11, "1.0": HTTP10, "2": HTTP2}
 

@@ -461,8 +461,12 @@ class H2Connection(asyncio.Protocol):
             self._flush()
             self._close()
             return
+        now = self.loop.time()
         for stream in tuple(self.streams.values()):
             cycle = stream.cycle
+            if stream.blocked and stream.send_by > now:
+                self.arm_deadline(stream.send_by - now)  # its window opened since: a new wait
+                continue
             if stream.blocked or (cycle is not None and cycle.waiter is not None
                                   and cycle.more_body):
                 self.log.info("Resetting HTTP/2 stream %d from %s: client too slow",

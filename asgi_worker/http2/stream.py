@@ -6,6 +6,12 @@ HEADERS and DATA through h2's state machine, which stays the authority on the pr
 control both ways: request DATA is acknowledged (WINDOW_UPDATE) as the app consumes it, and a
 response body waits for the peer's window, so neither side makes the worker hold more than one
 window plus one ASGI message per stream.
+
+The ASGI extensions (http/extensions.py) are frames here: an early hint is an interim HEADERS
+frame (``:status 103``), trailers are a last HEADERS frame with END_STREAM (sent when the
+request said ``TE: trailers``, as the spec asks; else the stream ends with an empty DATA
+frame), and a ``pathsend``/``zerocopysend`` file is read in bounded chunks into DATA frames
+as the peer's window opens.
 """
 
 from __future__ import annotations
@@ -15,9 +21,18 @@ from typing import TYPE_CHECKING, Any
 
 from h2.exceptions import FlowControlError
 
+from ..disconnected import ClientDisconnected
 from ..http.cycle import RequestCycle, describe_request
 from ..http.files import FileRange
-from ..http.h1_framing import _CONNECTION, _CONTENT_LENGTH, _KNOWN_HEADERS, _encode_header
+from ..http.h1_framing import (
+    _CONNECTION,
+    _CONTENT_LENGTH,
+    _KNOWN_HEADERS,
+    _TRANSFER_ENCODING,
+    _encode_header,
+    accepts_trailers,
+)
+from ..http.sendfile import COPY_CHUNK
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -26,10 +41,15 @@ if TYPE_CHECKING:
 
 _NO_BODY_STATUS = frozenset({204, 304})
 _CONTINUE_HEADERS = [(b":status", b"100")]
+_EARLY_HINTS_STATUS = (b":status", b"103")
 _SERVER_HEADER = (b"server", b"gunicorn")
 # RFC 9113 section 8.2.2: connection-specific fields are never sent over HTTP/2.
 _CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connection",
                                   b"transfer-encoding", b"upgrade"})
+# Never a trailer: fields that frame or route a message (RFC 9110 section 6.5.1), and the
+# connection-specific ones (with TE, which only a request may carry).
+_NOT_TRAILERS = frozenset({_CONTENT_LENGTH, _CONNECTION, _TRANSFER_ENCODING})
+_NOT_TRAILER_NAMES = _CONNECTION_SPECIFIC | {b"te"}
 # (name, value) pairs already validated -> (kind, (lower-case name, value)).
 _KNOWN_H2: dict[tuple[bytes, bytes], tuple[int, tuple[bytes, bytes]]] = {}
 _MAX_KNOWN = 1024
@@ -43,8 +63,8 @@ class H2Stream:
 
     __slots__ = (
         "blocked", "conn", "cycle", "framing", "length_left", "log", "loop", "no_body",
-        "pending", "pending_end", "read_paused", "request_done", "response", "server",
-        "settings", "stream_id", "unacked", "waiter",
+        "pending", "pending_end", "read_paused", "request_done", "response", "send_by", "server",
+        "settings", "stream_id", "trailer_fields", "trailers_send", "unacked", "waiter",
     )
 
     def __init__(self, conn: H2Connection, stream_id: int) -> None:
@@ -62,10 +82,14 @@ class H2Stream:
         self.pending = b""  # response body waiting for the peer's window
         self.pending_end = False
         self.blocked = False
+        self.send_by = 0.0  # blocked: the peer's window must open by then (connection.py)
         self.read_paused = False
         self.request_done = False
         self.unacked = 0  # request body bytes consumed by nobody yet: not acknowledged
         self.waiter: asyncio.Future[None] | None = None
+        # A response with trailers (set by expect_trailers, read only for such a response).
+        self.trailers_send = False
+        self.trailer_fields: list[tuple[bytes, bytes]] = []
 
     # -- the cycle's owner ---------------------------------------------------------------------
 
@@ -129,6 +153,8 @@ class H2Stream:
         body, self.pending = self.pending, b""
         self._send_body(body, not self.pending_end)
         if self.pending:
+            if len(self.pending) < len(body):
+                self._block(True)  # progress: a new wait begins
             return
         self.blocked = False
         self._wake()
@@ -228,9 +254,8 @@ class H2Stream:
         self._send_body(body, more_body)
         conn.schedule_flush()
         if self.pending:
-            self.blocked = True
             self.pending_end = not more_body
-            conn.arm_deadline(self.settings.send_timeout)
+            self._block(True)
         if not more_body:
             cycle.finish()
 
@@ -243,23 +268,154 @@ class H2Stream:
     def head_pending(self) -> bool:
         return self.response is not None
 
-    # The ASGI extensions are not served over HTTP/2 yet: its scopes do not advertise them
-    # (http/extensions.py, HTTP2), so the cycle refuses their messages before these are called.
+    # -- ASGI extensions ---------------------------------------------------------------------
 
     def early_hint(self, links: list[bytes]) -> None:
-        raise RuntimeError("http.response.early_hint is not served over HTTP/2")
+        """``103 Early Hints`` (RFC 8297): an interim HEADERS frame, one ``link`` field per
+        (checked) link; the final response's HEADERS follow (h2 allows any number of 1xx)."""
+        self.conn.h2.send_headers(
+            self.stream_id, [_EARLY_HINTS_STATUS, *[(b"link", link) for link in links]])
+        self.conn.schedule_flush()
 
     def expect_trailers(self, cycle: RequestCycle) -> None:
-        raise RuntimeError("http.response.trailers is not served over HTTP/2")
+        """The trailers are sent when the request said ``TE: trailers`` (the ASGI spec: only
+        then); else they are checked and dropped, and an empty DATA frame ends the stream."""
+        self.trailers_send = not self.no_body and accepts_trailers(cycle.scope["headers"])
+        self.trailer_fields = []
 
     def last_data(self, cycle: RequestCycle, body: bytes) -> None:
-        raise RuntimeError("http.response.trailers is not served over HTTP/2")
+        """The last body message of a response with trailers: the stream stays open for them
+        (:meth:`trailers` ends it). A whole body in one message gets its Content-Length."""
+        response = self.response
+        if response is not None and self.length_left < 0 and not self.no_body:
+            response.append((b"content-length", b"%d" % len(body)))
+            self.length_left = len(body)
+        self.data(cycle, body, True)
 
     def trailers(self, cycle: RequestCycle, headers: Any, more: bool) -> None:
-        raise RuntimeError("http.response.trailers is not served over HTTP/2")
+        """Check the trailer fields like response headers; the last message sends them as a
+        HEADERS frame with END_STREAM (or ends the stream without them) and completes the
+        response."""
+        fields = self.trailer_fields
+        for header in headers:
+            kind, pair = _h2_header(header)
+            if kind in _NOT_TRAILERS or pair[0] in _NOT_TRAILER_NAMES:
+                raise RuntimeError(f"invalid response trailer {pair[0]!r}")
+            fields.append(pair)
+        if more:
+            return
+        conn = self.conn
+        # Without a body (HEAD, 204, 304) the HEADERS frame ended the stream already.
+        if not self.no_body and not cycle.disconnected:
+            if self.length_left > 0:
+                self.log.error("ASGI app sent less body than its Content-Length: %s",
+                               describe_request(cycle.scope))
+                conn.reset(self.stream_id, 2)  # INTERNAL_ERROR: the client sees a truncation
+            elif self.trailers_send and fields:
+                conn.h2.send_headers(self.stream_id, fields, end_stream=True)
+            else:
+                conn.h2.end_stream(self.stream_id)
+            conn.schedule_flush()
+        cycle.finish()
 
     async def send_file(self, cycle: RequestCycle, file: FileRange, last: bool) -> None:
-        raise RuntimeError("http.response.pathsend/zerocopysend are not served over HTTP/2")
+        """A file's range as (the rest of) the body: DATA frames read from the file as the
+        peer's window allows (no ``sendfile``: every frame needs its header). Content-Length
+        from the file when the app gave none; HEAD and 304 read nothing."""
+        count = file.count
+        trailers = bool(cycle.trailers)
+        response = self.response
+        if response is not None:  # the first body bytes: HEADERS first
+            if last and self.length_left < 0 and cycle.status not in _NO_BODY_STATUS:
+                response.append((b"content-length", b"%d" % count))
+                self.length_left = count
+            self.data(cycle, b"", True)
+        if self.no_body:
+            if last and not trailers:
+                self.data(cycle, b"", False)
+            return
+        if 0 <= self.length_left < count:
+            self.log.error("ASGI app sent more body than its Content-Length: %s",
+                           describe_request(cycle.scope))
+            count = self.length_left
+            last = True
+            trailers = False  # the response ends here; trailers that follow are ignored
+        # END_STREAM on the file's last frame when nothing is to follow it.
+        end = last and not trailers and count > 0 and self.length_left in (-1, count)
+        sent = await self._send_range(cycle, file, count, end)
+        file.done(sent)
+        if self.length_left >= 0:
+            self.length_left -= sent
+        if sent < count:
+            # The file is shorter than it was (truncated meanwhile): the body cannot complete.
+            self.log.error("File ended %d bytes early in a response: %s", count - sent,
+                           describe_request(cycle.scope))
+            cycle._abort_response()
+            return
+        if not last or trailers:
+            return  # more body, or the trailers end the stream
+        if end:
+            cycle.finish()
+        else:
+            self.data(cycle, b"", False)  # an empty file, or less than the Content-Length
+
+    async def _send_range(self, cycle: RequestCycle, file: FileRange, count: int,
+                          end: bool) -> int:
+        """Send ``count`` bytes of ``file`` as DATA frames; the number sent (less if the file
+        ended). Reads at most one window (and 128 KiB) at a time and only once the transport
+        has room, so a client that does not read holds the worker to that, whatever the file's
+        size; waits for the window under the send deadline, as :meth:`data` does."""
+        conn = self.conn
+        h2 = conn.h2
+        stream_id = self.stream_id
+        offset = file.offset
+        left = count
+        progress = True  # since the last wait for the window
+        while left > 0:
+            if conn.closed and not cycle.disconnected:
+                cycle.on_disconnect()  # closing: its streams are reset once it is lost
+            if cycle.disconnected:
+                raise ClientDisconnected("the client closed the connection")
+            window = h2.local_flow_control_window(stream_id)
+            if window <= 0 or conn.write_paused:
+                if window <= 0:
+                    self.pending_end = False
+                    self._block(progress)
+                    progress = False
+                await cycle._wait_writable()
+                continue
+            data = file.read(offset, min(left, window, COPY_CHUNK))
+            size = len(data)
+            if not size:
+                break
+            view = memoryview(data)
+            frame = h2.max_outbound_frame_size
+            last = end and size == left
+            done = 0
+            while done < size:
+                step = min(frame, size - done)
+                h2.send_data(stream_id, view[done:done + step],
+                             end_stream=last and done + step == size)
+                done += step
+            offset += size
+            left -= size
+            cycle.bytes_sent += size
+            progress = True
+            conn.schedule_flush()
+            if left:
+                await asyncio.sleep(0)  # the flush writes it; other streams run meanwhile
+        return count - left
+
+    def _block(self, fresh: bool) -> None:
+        """Wait for the peer's window. Each wait that follows progress gets the whole send
+        deadline (as an HTTP/1.1 connection's wait for its socket does); one woken without
+        progress (a WINDOW_UPDATE of the connection only) keeps what was left of it. The
+        connection resets the stream when ``send_by`` passes (``H2Connection.on_deadline``)."""
+        self.blocked = True
+        now = self.loop.time()
+        if fresh or not self.send_by:
+            self.send_by = now + self.settings.send_timeout
+        self.conn.arm_deadline(self.send_by - now)
 
     def _send_body(self, body: bytes, more_body: bool) -> None:
         """Send as much of ``body`` as the windows allow; keep the rest in :attr:`pending`."""
