@@ -500,6 +500,34 @@ def test_other_protocol_and_ordinary_connect_are_501(client: H2WebSocketClient) 
     assert client.recv(stream_id) == "still"
 
 
+def test_rapid_reset_of_websocket_streams_is_cut_off(srv: GunicornServer,
+                                                     client: H2WebSocketClient) -> None:
+    # CVE-2023-44487 with extended CONNECT: each stream starts a session and an app task, so
+    # its resets count as a request's do (more than 2 x 100 within a second: GOAWAY 11).
+    for _ in range(10):
+        for _ in range(50):
+            stream_id = client.connect("echo")
+            client.h2.reset_stream(stream_id, 8)
+        client._write()
+        if client.closed:
+            break
+    client.read(lambda: any(isinstance(e, h2_events.ConnectionTerminated)
+                            for e in client.events))
+    # The GOAWAY may be lost to the TCP reset of a close with the attacker's bytes unread.
+    goaway = next((e for e in client.events if isinstance(e, h2_events.ConnectionTerminated)),
+                  None)
+    assert client.closed or goaway is not None
+    assert goaway is None or goaway.error_code == 11  # ENHANCE_YOUR_CALM
+    assert "(ENHANCE_YOUR_CALM)" in srv.log()
+    fresh = H2WebSocketClient(srv.port)  # the worker goes on serving
+    try:
+        stream_id, _ = fresh.open("echo")
+        fresh.send(stream_id, "fine")
+        assert fresh.recv(stream_id) == "fine"
+    finally:
+        fresh.close()
+
+
 def test_wrong_version_is_400(client: H2WebSocketClient) -> None:
     stream_id = client.connect("echo", version=b"8")
     assert dict(client.response(stream_id).headers)[b":status"] == b"400"

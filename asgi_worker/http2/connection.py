@@ -190,6 +190,9 @@ class H2Connection(asyncio.Protocol):
                     self._maybe_idle()
                 elif event.stream_id in self.websockets:  # type: ignore[attr-defined]
                     self.websockets[event.stream_id].on_reset()  # type: ignore[attr-defined]
+                    self.resets += 1
+                    if self.resets > self.reset_limit and self._flooded():
+                        return
             elif kind is h2.events.TrailersReceived:
                 stream_id = event.stream_id  # type: ignore[attr-defined]
                 if not self._valid_headers(event.headers, _TRAILER_FLAGS, False):  # type: ignore[attr-defined]
