@@ -668,6 +668,27 @@ def test_client_that_stops_reading_is_cut_off(tuned: GunicornServer, tmp_path: P
     assert "too slow to read" in tuned.log()
 
 
+def test_client_with_a_large_window_that_stops_reading_is_cut_off(tuned: GunicornServer,
+                                                                  tmp_path: Path) -> None:
+    """The client's windows admit 2 GiB but it never reads its socket: the socket's buffer,
+    not the window, bounds what the worker holds, and send_timeout ends the stream."""
+    marker = tmp_path / "marker"
+    conn = H2WebSocketClient(tuned.port, window=2**31 - 1)
+    try:
+        conn.h2.increment_flow_control_window(2**31 - 1 - 65535)
+        conn._write()
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        conn.open(f"flood?{marker}")  # the last read: from here on the client reads nothing
+        lines = wait_for_lines(marker, "stopped|finished", timeout=15)
+    finally:
+        conn.close()
+    last = lines[-1].split()
+    assert last[0] == "stopped" and last[2] == "WebSocketDisconnected", lines
+    # What the kernel's buffers hold got out of the app, not a growing buffer in the worker.
+    assert int(last[1]) < 200, lines
+    assert "too slow to read" in tuned.log()
+
+
 def test_app_that_does_not_receive_holds_the_window(client: H2WebSocketClient) -> None:
     """Inbound: while the app sleeps (1.5 s), WINDOW_UPDATE stops once its queue is full."""
     stream_id, _ = client.open("slow-consumer")

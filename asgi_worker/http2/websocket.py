@@ -17,6 +17,7 @@ waits for it (its send timeout aborts a peer that never opens the window).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -117,7 +118,7 @@ class H2WebSocket:
         self.read_paused = False
         self.unacked = 0  # DATA received while the session paused reading: not acknowledged
         self.write_paused = False  # the session was told to pause writing
-        self.waiting_conn = False
+        self.waiting_conn: asyncio.Task[None] | None = None
 
     # -- the opening ---------------------------------------------------------------------------
 
@@ -176,19 +177,27 @@ class H2WebSocket:
     # -- the transport -------------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
+        conn = self.conn
         if self.done or self.local_ended or not data:
             return
-        if self.pending or self.conn.write_paused:
+        if self.pending or conn.write_paused:
             self.pending.append(data)
         else:
             self._send(data)
-        if self.pending:
-            if self.conn.write_paused:
-                self._wait_conn()
-            if not self.write_paused and self.session is not None:
-                self.write_paused = True
-                self.session.pause_writing()
-        self.conn.schedule_flush()
+            # Written now, not at the end of the loop iteration: an app that sends without
+            # ever waiting must meet the socket's backpressure (pause_writing) at once, or
+            # h2's buffer would grow as far as a large window lets it.
+            conn._flush()
+        if self.pending or conn.write_paused:
+            self._pause_session()
+
+    def _pause_session(self) -> None:
+        """The session's next send() waits: for the peer's window, or the socket's buffer."""
+        if self.conn.write_paused:
+            self._wait_conn()
+        if not self.write_paused and self.session is not None:
+            self.write_paused = True
+            self.session.pause_writing()
 
     def writelines(self, list_of_data: Iterable[bytes]) -> None:
         self.write(b"".join(list_of_data))
@@ -257,21 +266,24 @@ class H2WebSocket:
         self._lost()
 
     def window_opened(self) -> None:
-        """The peer's window grew (or the socket drained): send what waits."""
-        if self.done or not self.pending:
+        """The peer's window grew (or the socket drained): send what waits, then let the
+        session write again."""
+        if self.done:
             return
         if self.conn.write_paused:
-            self._wait_conn()
+            if self.pending or self.write_paused:
+                self._wait_conn()
             return
-        data = b"".join(self.pending)
-        self.pending = []
-        self._send(data)
-        self.conn.schedule_flush()
         if self.pending:
-            return
-        if self.end_pending:
-            self.end_pending = False
-            self._end_stream()
+            data = b"".join(self.pending)
+            self.pending = []
+            self._send(data)
+            self.conn.schedule_flush()
+            if self.pending:
+                return
+            if self.end_pending:
+                self.end_pending = False
+                self._end_stream()
         if self.write_paused and not self.done:
             self.write_paused = False
             if self.session is not None:
@@ -302,14 +314,14 @@ class H2WebSocket:
 
     def _wait_conn(self) -> None:
         """The socket's buffer is full: send the rest once it drains."""
-        if self.waiting_conn:
-            return
-        self.waiting_conn = True
-        self.conn.loop.create_task(self._conn_writable())
+        if self.waiting_conn is None:
+            self.waiting_conn = self.conn.loop.create_task(self._conn_writable())
 
     async def _conn_writable(self) -> None:
-        await self.conn.wait_writable()
-        self.waiting_conn = False
+        conn = self.conn
+        while conn.write_paused and not conn.closed:
+            await conn.wait_writable()
+        self.waiting_conn = None
         self.window_opened()
 
     def _end_stream(self) -> None:
