@@ -51,14 +51,15 @@ def open_websocket(conn: H2Connection, stream_id: int, protocol: bytes, path: by
     """A CONNECT request on ``stream_id`` (its headers checked by h2's rules already)."""
     server = conn.server
     if protocol and server.websocket_upgrade is None:
-        # RFC 8441 section 4: we never sent SETTINGS_ENABLE_CONNECT_PROTOCOL, so a :protocol
-        # makes the request malformed (RFC 9113 section 8.1.1).
+        # RFC 8441 section 3: we never sent SETTINGS_ENABLE_CONNECT_PROTOCOL, so a :protocol
+        # makes the request malformed, a stream error (RFC 9113 section 8.1.1).
         conn.log.debug("HTTP/2 extended CONNECT from %s while WebSockets are off", conn.peer())
         conn.reset(stream_id, _PROTOCOL_ERROR)
         return
     if protocol.lower() != b"websocket":
         # An ordinary CONNECT asks for a tunnel, which an origin server does not make; any
-        # other :protocol (RFC 8441 section 4) is not one this server speaks.
+        # other :protocol is not one this server speaks (501, as RFC 9220 section 3 asks of
+        # HTTP/3 for the same extension; RFC 8441 says nothing).
         what = f":protocol {protocol.decode('latin-1')!r}" if protocol else "CONNECT"
         conn.refuse(stream_id, 501, f"{what} is not supported")
         return
