@@ -28,6 +28,7 @@ from ..http.cycle import RequestCycle
 from ..http.errors import RequestError
 from .hpack_cache import CachingDecoder, CachingEncoder
 from .stream import H2Stream
+from .websocket import H2WebSocket, open_websocket
 
 if TYPE_CHECKING:
     from ..http.connection import HTTPConnection
@@ -71,7 +72,8 @@ class H2Connection(asyncio.Protocol):
     __slots__ = (
         "app", "closed", "deadline", "flood", "flood_start", "flush_scheduled", "forwarded_names",
         "goaway_sent", "h2", "log", "loop", "origin", "reset_limit", "resets", "server",
-        "settings", "streams", "transport", "valid_headers", "write_paused", "write_waiter",
+        "settings", "streams", "transport", "valid_headers", "websockets", "write_paused",
+        "write_waiter",
     )
 
     def __init__(self, origin: HTTPConnection) -> None:
@@ -85,6 +87,7 @@ class H2Connection(asyncio.Protocol):
         self.forwarded_names = (self.server.forwarded.names if origin.forwarded_trusted
                                 else frozenset())
         self.streams: dict[int, H2Stream] = {}
+        self.websockets: dict[int, H2WebSocket] = {}  # RFC 8441 streams (websocket.py)
         self.valid_headers: set[tuple[Any, ...]] = set()
         self.closed = False
         self.deadline = 0.0
@@ -110,6 +113,7 @@ class H2Connection(asyncio.Protocol):
             codes.INITIAL_WINDOW_SIZE: settings.http2_initial_window_size,
             codes.MAX_FRAME_SIZE: settings.http2_max_frame_size,
             codes.MAX_HEADER_LIST_SIZE: settings.http2_max_header_list_size,
+            codes.ENABLE_CONNECT_PROTOCOL: int(self.server.websocket_upgrade is not None),
         })
         # hpack's coders, remembering blocks that repeat (hpack_cache.py). The decoder's bound
         # applies from the first HEADERS, not only once SETTINGS is acked.
@@ -162,6 +166,9 @@ class H2Connection(asyncio.Protocol):
                 stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
                 if stream is not None:
                     stream.feed(event.data, event.flow_controlled_length)  # type: ignore[attr-defined]
+                elif event.stream_id in self.websockets:  # type: ignore[attr-defined]
+                    self.websockets[event.stream_id].feed(  # type: ignore[attr-defined]
+                        event.data, event.flow_controlled_length)  # type: ignore[attr-defined]
                 else:
                     self.acknowledge(event.stream_id,  # type: ignore[attr-defined]
                                      event.flow_controlled_length)  # type: ignore[attr-defined]
@@ -171,6 +178,8 @@ class H2Connection(asyncio.Protocol):
                     stream.request_done = True
                     if stream.cycle is not None:
                         stream.cycle.end_body()
+                elif event.stream_id in self.websockets:  # type: ignore[attr-defined]
+                    self.websockets[event.stream_id].end_received()  # type: ignore[attr-defined]
             elif kind is h2.events.StreamReset:
                 stream = self.streams.pop(event.stream_id, None)  # type: ignore[attr-defined]
                 if stream is not None:
@@ -179,6 +188,11 @@ class H2Connection(asyncio.Protocol):
                     if self.resets > self.reset_limit and self._flooded():
                         return
                     self._maybe_idle()
+                elif event.stream_id in self.websockets:  # type: ignore[attr-defined]
+                    self.websockets[event.stream_id].on_reset()  # type: ignore[attr-defined]
+                    self.resets += 1
+                    if self.resets > self.reset_limit and self._flooded():
+                        return
             elif kind is h2.events.TrailersReceived:
                 stream_id = event.stream_id  # type: ignore[attr-defined]
                 if not self._valid_headers(event.headers, _TRAILER_FLAGS, False):  # type: ignore[attr-defined]
@@ -221,6 +235,8 @@ class H2Connection(asyncio.Protocol):
         self.streams.clear()
         for stream in streams:
             stream.on_reset()
+        for websocket in tuple(self.websockets.values()):
+            websocket.on_reset()
         waiter = self.write_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -260,7 +276,7 @@ class H2Connection(asyncio.Protocol):
         if self.goaway_sent:
             self.reset(stream_id, _REFUSED_STREAM)  # after our GOAWAY: the client retries
             return
-        method = path = authority = b""
+        method = path = authority = protocol = b""
         headers: list[tuple[bytes, bytes]] = []
         forwarded = expect_100 = False
         cookies: list[bytes] | None = None
@@ -273,6 +289,8 @@ class H2Connection(asyncio.Protocol):
                     path = value
                 elif name == b":authority":
                     authority = value
+                elif name == b":protocol":
+                    protocol = value
                 continue
             if name == b"host":
                 if authority:
@@ -295,6 +313,10 @@ class H2Connection(asyncio.Protocol):
         settings = self.settings
         if len(headers) > settings.limit_request_fields:
             self.refuse(stream_id, 431, "too many header fields")
+            return
+        if method == b"CONNECT":
+            open_websocket(self, stream_id, protocol, path, headers, forwarded,
+                           event.stream_ended is not None)
             return
         try:
             scope = self.origin.build_scope(method, path, "2", headers, forwarded)
@@ -403,9 +425,13 @@ class H2Connection(asyncio.Protocol):
             stream = self.streams.get(stream_id)
             if stream is not None:
                 stream.window_opened()
+            elif stream_id in self.websockets:
+                self.websockets[stream_id].window_opened()
         else:
             for stream in tuple(self.streams.values()):
                 stream.window_opened()
+            for websocket in tuple(self.websockets.values()):
+                websocket.window_opened()
         self.schedule_flush()
 
     # -- writing ---------------------------------------------------------------------------------
@@ -440,7 +466,7 @@ class H2Connection(asyncio.Protocol):
         self.deadline = self.loop.time() + seconds
 
     def _maybe_idle(self) -> None:
-        if self.streams:
+        if self.streams or self.websockets:
             return
         if self.goaway_sent or self.server.draining:
             # Drained: close after the same short grace an idle HTTP/1.1 connection gets, so
@@ -456,7 +482,7 @@ class H2Connection(asyncio.Protocol):
         self.deadline = 0.0
         if self.closed:
             return
-        if not self.streams:
+        if not self.streams and not self.websockets:
             self._goaway()
             self._flush()
             self._close()
@@ -493,7 +519,7 @@ class H2Connection(asyncio.Protocol):
     def shutdown(self, grace: float) -> None:
         """Graceful shutdown: GOAWAY now, finish the streams in flight, then close."""
         self._goaway()
-        if not self.streams:
+        if not self.streams and not self.websockets:
             deadline = self.loop.time() + grace
             if not self.deadline or self.deadline > deadline:
                 self.deadline = deadline

@@ -12,13 +12,8 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from ..disconnected import WebSocketDisconnected
-from ..http.errors import RESPONSES
-from .handshake import (
-    handshake_request,
-    new_protocol,
-    plain_response,
-    websocket_scope,
-)
+from ..http.errors import ERRORS
+from .handshake import H1Opening, handshake_request, new_protocol, websocket_scope
 from .session import CONNECTING, WebSocketSession
 
 if TYPE_CHECKING:
@@ -33,17 +28,17 @@ def upgrade(server: Server, transport: asyncio.Transport, scope: dict[str, Any],
     protocol = new_protocol(server.settings)
     response = protocol.accept(handshake_request(scope))
     accepted = response.status_code == 101
-    session = WebSocketSession(server, transport, scope, protocol,
-                               response.headers if accepted else None)
+    opening = H1Opening(transport, response.headers if accepted else None, server)
+    session = WebSocketSession(server, transport, scope, protocol, opening)
     transport.set_protocol(session)
     if server.draining:
-        session.refuse(plain_response(503, "Server is shutting down\n", server.date_header),
-                       503)
+        session.refuse(503, "Server is shutting down\n")
     elif not accepted:
         client = scope.get("client")
         server.log.warning("Invalid WebSocket handshake from ip=%s: %s",
                            client[0] if client else "unix", protocol.handshake_exc)
-        session.refuse(RESPONSES["bad_websocket"], 400)
+        status, text = ERRORS["bad_websocket"]
+        session.refuse(status, text + "\n")
     server.connection_made(session)
     if session.state == CONNECTING:  # not refused: the app decides
         session.start(server.app, websocket_scope(scope, protocol.offered), leftover)

@@ -2,8 +2,10 @@
 
 The HTTP connection already parsed the request; here it is checked once more by websockets'
 sans-I/O :class:`~websockets.server.ServerProtocol` (key, version, extensions, subprotocols),
-the websocket scope is derived from the HTTP scope, and every HTTP response the handshake can
-end with (101, a denial chosen by the app, 403, 500, 503) is encoded as plain bytes.
+the websocket scope is derived from the HTTP scope, and every HTTP/1.1 response the handshake
+can end with (101, a denial chosen by the app, 403, 500, 503) is encoded as plain bytes by
+:class:`H1Opening`. An HTTP/2 extended CONNECT (RFC 8441) is negotiated by :func:`negotiate_h2`
+with the same websockets code (extensions, subprotocols); http2/websocket.py answers it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 from websockets.datastructures import Headers
+from websockets.exceptions import InvalidHeader, InvalidHeaderValue
 from websockets.extensions import ServerExtensionFactory
 from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
 from websockets.frames import Frame, Opcode
@@ -24,6 +27,7 @@ from websockets.typing import Subprotocol
 
 from ..http.h1_framing import status_line
 from ..settings import Settings
+from .transport import Transport
 
 _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+").fullmatch
 _BAD_VALUE = re.compile(rb"[\x00\r\n]").search
@@ -97,6 +101,23 @@ def handshake_request(scope: dict[str, Any]) -> Request:
     return Request(path, headers)
 
 
+def negotiate_h2(protocol: WebSocketProtocol,
+                 headers: list[tuple[bytes, bytes]]) -> str | None:
+    """An RFC 8441 CONNECT's handshake (section 5: no key, no Upgrade; version 13, extensions
+    and subprotocols as in RFC 6455), negotiated by websockets' own code. Returns the
+    ``sec-websocket-extensions`` value to answer with; raises ``InvalidHandshake``."""
+    request = Headers([(name.decode("latin-1"), value.decode("latin-1"))
+                       for name, value in headers])
+    versions = request.get_all("Sec-WebSocket-Version")
+    if not versions:
+        raise InvalidHeader("Sec-WebSocket-Version")
+    if versions != ["13"]:
+        raise InvalidHeaderValue("Sec-WebSocket-Version", ", ".join(versions))
+    extensions_header, protocol.extensions = protocol.process_extensions(request)
+    protocol.process_subprotocol(request)  # select_subprotocol records the offer
+    return extensions_header
+
+
 def websocket_scope(scope: dict[str, Any], subprotocols: list[str]) -> dict[str, Any]:
     """The ASGI websocket scope: the HTTP scope's fields, minus method, plus what ASGI adds."""
     ws_scope = dict(scope)
@@ -118,6 +139,28 @@ def check_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, b
     return checked
 
 
+def check_subprotocol(subprotocol: str | None) -> bytes:
+    """The subprotocol the app chose, as a header value (empty: none)."""
+    if not subprotocol:
+        return b""
+    value = subprotocol.encode("latin-1")
+    if _BAD_VALUE(value) or "," in subprotocol:
+        raise RuntimeError(f"invalid subprotocol {subprotocol!r}")
+    return value
+
+
+def check_accept_headers(extra: list[tuple[bytes, bytes]]) -> bool:
+    """Refuse the handshake's own headers among the app's; whether it set ``server``."""
+    has_server = False
+    for name, _value in extra:
+        lowered = name.lower()
+        if lowered in _HANDSHAKE_HEADERS:
+            raise RuntimeError(f"websocket.accept may not set the {name!r} header")
+        if lowered == b"server":
+            has_server = True
+    return has_server
+
+
 def accept_head(handshake: Headers, subprotocol: str | None,
                 extra: list[tuple[bytes, bytes]], date_header: bytes) -> bytes:
     """The 101 response: websockets' handshake headers, the subprotocol, the app's headers."""
@@ -125,17 +168,11 @@ def accept_head(handshake: Headers, subprotocol: str | None,
     for key, text in handshake.raw_items():
         if key != "Date":
             lines.append(b"%s: %s\r\n" % (key.encode("latin-1"), text.encode("latin-1")))
-    if subprotocol:
-        if _BAD_VALUE(subprotocol.encode("latin-1")) or "," in subprotocol:
-            raise RuntimeError(f"invalid subprotocol {subprotocol!r}")
-        lines.append(b"sec-websocket-protocol: %s\r\n" % subprotocol.encode("latin-1"))
-    has_server = False
+    chosen = check_subprotocol(subprotocol)
+    if chosen:
+        lines.append(b"sec-websocket-protocol: %s\r\n" % chosen)
+    has_server = check_accept_headers(extra)
     for name, value in extra:
-        lowered = name.lower()
-        if lowered in _HANDSHAKE_HEADERS:
-            raise RuntimeError(f"websocket.accept may not set the {name!r} header")
-        if lowered == b"server":
-            has_server = True
         lines.append(b"%s: %s\r\n" % (name, value))
     lines.append(date_header)
     if not has_server:
@@ -173,3 +210,42 @@ def plain_response(status: int, text: str, date_header: bytes) -> bytes:
     head = response_head(status, [(b"content-type", b"text/plain; charset=utf-8")],
                          date_header, b"content-length: %d\r\n" % len(body))
     return head + body
+
+
+class H1Opening:
+    """How a session answers an HTTP/1.1 upgrade request: the 101, or an HTTP response (a
+    denial, 403, 500, 503) written to the socket. The session ends the connection after a
+    response by closing its transport."""
+
+    __slots__ = ("handshake", "length", "server", "started", "transport")
+
+    def __init__(self, transport: Transport, handshake: Headers | None, server: Any) -> None:
+        self.transport = transport
+        self.handshake = handshake  # websockets' 101 headers; None once used or when refused
+        self.server = server
+        self.length = -1  # the app's Content-Length of a denial response, -1 when unknown
+        self.started = False
+
+    def accept(self, subprotocol: str | None, extra: list[tuple[bytes, bytes]]) -> int:
+        """Write the 101; returns its status for the access log."""
+        assert self.handshake is not None
+        head = accept_head(self.handshake, subprotocol, extra, self.server.date_header)
+        self.handshake = None
+        self.transport.write(head)
+        return 101
+
+    def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
+                more_body: bool) -> None:
+        """One part of an HTTP response; the first carries the head, framed by length when
+        the app gave one or the whole body is known (else by the connection's end)."""
+        if not self.started:
+            self.started = True
+            for name, value in headers:
+                if name.lower() == b"content-length":
+                    self.length = int(value) if value.isdigit() else -1
+            framing = b""
+            if self.length < 0 and not more_body:
+                framing = b"content-length: %d\r\n" % len(body)
+            body = response_head(status, headers, self.server.date_header, framing) + body
+        if body:
+            self.transport.write(body)

@@ -1,6 +1,7 @@
 """One WebSocket session: ASGI websocket messages over websockets' sans-I/O protocol.
 
-The session takes over the transport from the HTTP connection after the upgrade request. It
+The session takes over the transport from the HTTP connection after the upgrade request (or
+an HTTP/2 stream after an RFC 8441 CONNECT: transport.py is all it asks of either). It
 feeds received bytes to :class:`~websockets.server.ServerProtocol`, turns data frames into
 ``websocket.receive`` messages, writes whatever the protocol has to send in one write per
 event, and carries the app's ``send()`` calls back the other way. Flow control is the
@@ -16,13 +17,14 @@ import asyncio
 import os
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN as PROTOCOL_OPEN
 
 from ..disconnected import WebSocketDisconnected
 from ..types import ASGIApp, Message
+from . import failure
 from .frames import (
     FrameTracker,
     MessageAssembler,
@@ -30,18 +32,11 @@ from .frames import (
     frame_header,
     receive_simple_frames,
 )
-from .handshake import (
-    WebSocketProtocol,
-    accept_head,
-    check_headers,
-    plain_response,
-    response_head,
-)
+from .handshake import WebSocketProtocol, check_headers
 
 if TYPE_CHECKING:
-    from websockets.datastructures import Headers
-
     from ..server import Server
+    from .transport import Opening, Transport
 
 # Received messages the app has not taken yet before reading pauses (websockets' max_queue),
 # and the bytes they may hold: together they bound memory per connection at one read past
@@ -52,20 +47,14 @@ MAX_QUEUE_BYTES = 1024 * 1024
 MAX_PENDING = 64 * 1024
 # How long the peer gets to answer our close frame (and the socket to flush) before an abort.
 CLOSE_TIMEOUT = 5.0
-# How long a failed connection's close frame may wait for the app to take the messages that
-# arrived before the error and answer them (see FAILING).
-FAIL_GRACE = 1.0
 
 # The ASGI side of the session.
 CONNECTING = 0  # the app has not answered the handshake yet
 DENYING = 1  # the app is sending an HTTP response instead of accepting
 OPEN = 2  # accepted; messages flow both ways
 CLOSED = 3  # the app may no longer send: closed by either side, or the socket is gone
-# The client broke the protocol (1002, 1007, ...) after messages the app has not answered yet:
-# nothing more is read, and the close frame waits until the app has taken those messages and
-# calls receive() again (or ends, or closes, or FAIL_GRACE passes). Its replies go out first,
-# in order, as a client that sent a valid message and then a bad frame expects.
-FAILING = 4
+# The client broke the protocol; the close frame waits for the app (failure.py).
+FAILING: Final = failure.FAILING
 
 # Why reading is paused; reading resumes when no reason is left.
 _PAUSE_QUEUE = 1
@@ -92,8 +81,8 @@ class WebSocketSession(asyncio.Protocol):
     ``start_time`` and ``duration`` are what the access log and the request hooks read.
     """
 
-    def __init__(self, server: Server, transport: asyncio.Transport, scope: dict[str, Any],
-                 protocol: WebSocketProtocol, handshake: Headers | None) -> None:
+    def __init__(self, server: Server, transport: Transport, scope: dict[str, Any],
+                 protocol: WebSocketProtocol, opening: Opening) -> None:
         self.server = server
         self.loop = server.loop
         self.log = server.log
@@ -101,7 +90,7 @@ class WebSocketSession(asyncio.Protocol):
         self.scope = scope
         self.ws_scope: dict[str, Any] = {}
         self.protocol = protocol
-        self.handshake = handshake
+        self.opening = opening
         settings = server.settings
         self.ping_interval = settings.ws_ping_interval
         self.ping_timeout = settings.ws_ping_timeout
@@ -131,8 +120,6 @@ class WebSocketSession(asyncio.Protocol):
         self.close_by = 0.0
         self.fail_by = 0.0
         self.deadline = 0.0
-        self.denial_length = -1
-        self.denial_started = False
         self.status = 0
         self.response_headers: list[tuple[bytes, bytes]] = []
         self.bytes_sent = 0
@@ -143,11 +130,13 @@ class WebSocketSession(asyncio.Protocol):
 
     # -- start -----------------------------------------------------------------------------------
 
-    def refuse(self, response: bytes, status: int) -> None:
-        """Answer the handshake with an HTTP error instead of running the app."""
+    def refuse(self, status: int, text: str) -> None:
+        """Answer the handshake with a short plain-text HTTP error instead of running the app."""
         self.state = CLOSED
         self.status = status
-        self._end_transport(response)
+        self.opening.respond(status, [(b"content-type", b"text/plain; charset=utf-8")],
+                             text.encode(), False)
+        self._end_transport(b"")
 
     def start(self, app: ASGIApp, ws_scope: dict[str, Any], leftover: bytes) -> None:
         """Run the app; bytes that came with the request wait until it accepts."""
@@ -183,14 +172,13 @@ class WebSocketSession(asyncio.Protocol):
         if state is CLOSED or self.closed:
             return
         if state == FAILING:
-            self._release_failure()
+            failure.release(self)
             return
         if state == CONNECTING:
             if not failed:
                 self.log.error("ASGI app returned without accepting or closing the WebSocket "
                                "(%s)", self.scope["path"])
-            self.refuse(plain_response(500, "Internal Server Error\n",
-                                       self.server.date_header), 500)
+            self.refuse(500, "Internal Server Error\n")
         elif state == DENYING:
             # A truncated denial body: closing tells the client it is incomplete.
             self.state = CLOSED
@@ -214,7 +202,7 @@ class WebSocketSession(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         if self.state == FAILING:
-            self._release_failure()
+            failure.release(self)
         elif self.state == OPEN or self.state == CLOSED:
             self.protocol.receive_eof()
             self._flush()
@@ -279,8 +267,8 @@ class WebSocketSession(asyncio.Protocol):
                     try:
                         received = self.assembler.feed(frame)
                     except UnicodeDecodeError as exc:
-                        self._answer_pings_only(pings)
-                        self._fail_utf8(exc)
+                        failure.answer_pings_only(self, pings)
+                        failure.fail_utf8(self, exc)
                         break  # nothing after the invalid frame counts
                     if received is not None:
                         self._enqueue(*received)
@@ -298,7 +286,7 @@ class WebSocketSession(asyncio.Protocol):
                 # after handing over the frames before the error.
                 sent = protocol.close_sent
                 if sent is not None:
-                    self._failed(int(sent.code), sent.reason, hold=True)
+                    failure.failed(self, int(sent.code), sent.reason, hold=True)
                 else:
                     self.state = CLOSED
             elif self.tracker is not None:
@@ -307,21 +295,8 @@ class WebSocketSession(asyncio.Protocol):
                 try:
                     self.tracker.feed(data, self.assembler.decoder)
                 except UnicodeDecodeError as exc:
-                    self._fail_utf8(exc)
+                    failure.fail_utf8(self, exc)
         self._flush()
-
-    def _answer_pings_only(self, pings: int) -> None:
-        """websockets parsed on past a frame found invalid here: of what it queued, only the
-        pongs to the ``pings`` before that frame go out (RFC 6455 7.1.7: data after the
-        failure is not processed)."""
-        if self.protocol.state is PROTOCOL_OPEN:  # it queued pongs, and nothing else
-            pongs = self.protocol.data_to_send()[:pings]
-            if pongs:
-                self.transport.write(b"".join(pongs))
-
-    def _fail_utf8(self, exc: UnicodeDecodeError) -> None:
-        self._fail(1007, "invalid UTF-8", hold=True)
-        self.log.debug("WebSocket from %s sent invalid UTF-8: %s", self._peer(), exc)
 
     def _on_close_frame(self) -> None:
         # websockets queued the echo and EOF; the app learns the peer's code and reason.
@@ -391,37 +366,6 @@ class WebSocketSession(asyncio.Protocol):
                 self.close_by = self.loop.time() + CLOSE_TIMEOUT
             self._arm()
 
-    def _fail(self, code: int, reason: str, hold: bool = False) -> None:
-        """Fail the connection: close frame, then close the socket without waiting."""
-        self.protocol.fail(code, reason)
-        self._failed(code, reason, hold)
-        self._flush()
-
-    def _failed(self, code: int, reason: str, hold: bool) -> None:
-        """The protocol has failed the connection with ``code``: the app will learn that code,
-        since the peer sends none. With ``hold`` (the failure came with the data), when the app
-        still has messages to take or is busy with one, the session is FAILING until it comes
-        back to receive(); otherwise the close frame goes out at once."""
-        self.failure = (code, reason)
-        if hold and self.task is not None and (self.queue or self.waiter is None):
-            self.state = FAILING
-            if self.disconnect is None:  # returned once the queue is empty
-                self.disconnect = {"type": "websocket.disconnect", "code": code,
-                                   "reason": reason}
-            self.ping_at = self.pong_by = 0.0
-            self.fail_by = self.loop.time() + FAIL_GRACE
-            self._arm()
-        else:
-            self._end_for_app(code, reason)
-            self.state = CLOSED
-
-    def _release_failure(self) -> None:
-        """FAILING ends: the failure's close frame goes out and the connection closes."""
-        self.state = CLOSED
-        self.fail_by = 0.0
-        self._arm()
-        self._flush()
-
     # -- flow control ----------------------------------------------------------------------------
 
     def _pause(self, reason: int) -> None:
@@ -452,7 +396,7 @@ class WebSocketSession(asyncio.Protocol):
         while not queue:
             if self.disconnect is not None:
                 if self.state == FAILING:
-                    self._release_failure()
+                    failure.release(self)
                 return self.disconnect
             waiter = self.waiter = self.loop.create_future()
             await waiter
@@ -494,10 +438,7 @@ class WebSocketSession(asyncio.Protocol):
                 else:
                     self.transport.write(header + data)
             elif state == FAILING:
-                # websockets sends nothing once it failed the connection: a reply to a message
-                # from before the failure is framed (and compressed) here, ahead of the close.
-                self.transport.write(Frame(Opcode(opcode), data).serialize(
-                    mask=False, extensions=protocol.extensions))
+                failure.write_reply(self, opcode, data)
             else:
                 if opcode == 0x1:
                     protocol.send_text(data)
@@ -511,12 +452,12 @@ class WebSocketSession(asyncio.Protocol):
         elif kind == "websocket.close":
             if state == CONNECTING:
                 # ASGI: closing before accepting answers the handshake with 403.
-                self.refuse(plain_response(403, "Forbidden\n", self.server.date_header), 403)
+                self.refuse(403, "Forbidden\n")
             elif state == OPEN:
                 code = message.get("code")
                 self._close(1000 if code is None else code, message.get("reason") or "")
             elif state == FAILING:
-                self._release_failure()  # the failure's close code stands
+                failure.release(self)  # the failure's close code stands
             else:
                 self._not_open(kind)
         elif kind == "websocket.http.response.start":
@@ -541,17 +482,12 @@ class WebSocketSession(asyncio.Protocol):
         raise RuntimeError(f"unexpected ASGI message {kind!r}; expected {expected}")
 
     def _accept(self, message: Message) -> None:
-        assert self.handshake is not None
         extra = check_headers(message.get("headers") or ())
-        head = accept_head(self.handshake, message.get("subprotocol"), extra,
-                           self.server.date_header)
-        self.handshake = None
-        self.transport.write(head)
+        self.status = self.opening.accept(message.get("subprotocol"), extra)
         self.state = OPEN
         self.fast_limit = fast_path_limit(self.protocol)
         if not self.protocol.extensions:
             self.tracker = FrameTracker()
-        self.status = 101
         self.response_headers = extra
         if self.ping_interval:
             self.ping_at = self.loop.time() + self.ping_interval
@@ -573,27 +509,16 @@ class WebSocketSession(asyncio.Protocol):
         self.status = status
         self.response_headers = check_headers(message.get("headers") or ())
         self.state = DENYING
-        for name, value in self.response_headers:
-            if name.lower() == b"content-length":
-                self.denial_length = int(value) if value.isdigit() else -1
 
     def _denial_body(self, body: bytes, more_body: bool) -> None:
         if self.closing:
             raise WebSocketDisconnected("the client closed the connection")
         self.bytes_sent += len(body)
-        if not self.denial_started:
-            # First body message: the head goes with it, framed by length when it is known.
-            self.denial_started = True
-            framing = b""
-            if self.denial_length < 0 and not more_body:
-                framing = b"content-length: %d\r\n" % len(body)
-            body = response_head(self.status, self.response_headers, self.server.date_header,
-                                 framing) + body
-        if more_body:
-            self.transport.write(body)
-        else:
+        # The head goes with the first body message, when the framing can be decided.
+        self.opening.respond(self.status, self.response_headers, body, more_body)
+        if not more_body:
             self.state = CLOSED
-            self._end_transport(body)
+            self._end_transport(b"")
 
     # -- what the server asks of every connection ----------------------------------------------
 
@@ -604,7 +529,7 @@ class WebSocketSession(asyncio.Protocol):
             self.deadline = 0.0
             return
         if self.fail_by and now >= self.fail_by:
-            self._release_failure()  # the app did not come back for the disconnect in time
+            failure.release(self)  # the app did not come back for the disconnect in time
             return
         if self.close_by and now >= self.close_by:
             self.close_by = 0.0
@@ -624,7 +549,7 @@ class WebSocketSession(asyncio.Protocol):
                 self.log.info("Closing WebSocket from %s: no pong within %gs", self._peer(),
                               self.ping_timeout)
                 self.pong_by = 0.0
-                self._fail(1011, "keepalive ping timeout")
+                failure.fail(self, 1011, "keepalive ping timeout")
                 return
         if self.ping_at and now >= self.ping_at:
             self.ping_at = now + self.ping_interval
@@ -649,7 +574,7 @@ class WebSocketSession(asyncio.Protocol):
         ``websocket.disconnect`` with the same code. See docs/websocket.md."""
         self.going_away = True
         if self.state == FAILING:
-            self._release_failure()
+            failure.release(self)
         elif self.state == OPEN and not self.closed:
             code, reason = _GOING_AWAY if self.server.final_shutdown else _RESTART
             self._end_for_app(code, reason)
