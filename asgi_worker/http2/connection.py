@@ -27,6 +27,7 @@ from hyperframe.frame import GoAwayFrame
 from ..http.cycle import RequestCycle
 from ..http.errors import RequestError
 from .hpack_cache import CachingDecoder, CachingEncoder
+from .limits import request_limits_error
 from .stream import H2Stream
 
 if TYPE_CHECKING:
@@ -254,7 +255,15 @@ class H2Connection(asyncio.Protocol):
 
     def _on_request(self, event: h2.events.RequestReceived) -> None:
         stream_id = event.stream_id
-        if not self._valid_headers(event.headers, _REQUEST_FLAGS, True):
+        try:
+            valid = self._valid_headers(event.headers, _REQUEST_FLAGS, True)
+        except RequestError as exc:  # over a limit_request_* setting (limits.py)
+            if self.goaway_sent:
+                self.reset(stream_id, _REFUSED_STREAM)
+            else:
+                self.refuse(stream_id, exc.status, exc.detail)
+            return
+        if not valid:
             self._malformed(stream_id)
             return
         if self.goaway_sent:
@@ -292,10 +301,6 @@ class H2Connection(asyncio.Protocol):
             headers.append((b"cookie", b"; ".join(cookies)))
         if authority:
             headers.insert(0, (b"host", authority))
-        settings = self.settings
-        if len(headers) > settings.limit_request_fields:
-            self.refuse(stream_id, 431, "too many header fields")
-            return
         try:
             scope = self.origin.build_scope(method, path, "2", headers, forwarded)
         except RequestError as exc:
@@ -313,7 +318,8 @@ class H2Connection(asyncio.Protocol):
 
     def _valid_headers(self, headers: Any, flags: Any, remember: bool) -> bool:
         """h2's checks of an inbound header block, skipped for a request's list already found
-        valid on this connection (a repeated block decodes to the same fields: hpack_cache)."""
+        valid on this connection (a repeated block decodes to the same fields: hpack_cache).
+        A request's list over Gunicorn's limits raises its ``RequestError`` (limits.py)."""
         key = tuple(headers or ())
         known = self.valid_headers
         if key in known:
@@ -324,6 +330,10 @@ class H2Connection(asyncio.Protocol):
         except h2.exceptions.ProtocolError as exc:
             self.log.debug("Malformed HTTP/2 request from %s: %s", self.origin.peer(), exc)
             return False
+        if remember:
+            error = request_limits_error(key, self.settings)
+            if error is not None:
+                raise error
         if remember and sum(map(len, itertools.chain.from_iterable(key))) <= _MAX_VALID_BYTES:
             if len(known) >= _MAX_VALID:
                 known.clear()
