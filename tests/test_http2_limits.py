@@ -1,8 +1,9 @@
-"""Per-stream limits on HTTP/2.
+"""Per-stream limits and deadlines on HTTP/2, and streams named when the loop is blocked.
 
-Gunicorn's ``limit_request_*`` hold each stream as they hold an HTTP/1.1 request, and the
-connection's other streams go on. Real workers, a raw HTTP/2 client built on h2's state machine
-(frames the test controls), and httpx for the HTTP/1.1 side.
+Gunicorn's ``limit_request_*`` hold each stream as they hold an HTTP/1.1 request; a stalled
+request body or a response the peer's window holds back ends its own stream after the
+HTTP/1.1 timeouts, and the connection's other streams go on. Real workers, a raw HTTP/2 client
+built on h2's state machine (frames the test controls), and httpx for the HTTP/1.1 side.
 """
 
 from __future__ import annotations
@@ -199,3 +200,98 @@ def test_limit_request_line_holds_method_and_path(h2c) -> None:  # type: ignore[
         assert (client.status(ok), client.status(refused)) == (200, 414)
     finally:
         client.close()
+
+
+# -- deadlines per stream -----------------------------------------------------------------------
+
+
+def test_a_stalled_request_body_ends_only_its_stream(h2c) -> None:  # type: ignore[no-untyped-def]
+    timeout = 3.0
+    srv = h2c(env={"ASGI_WORKER_BODY_TIMEOUT": str(timeout)})
+    client = Client(srv.port)
+    try:
+        began = time.monotonic()
+        stalled = client.request("/echo", "POST", end=False)  # HEADERS, then nothing
+        client.read(lambda c: time.monotonic() - began >= timeout / 2, timeout=timeout)
+        # A second upload, started later, keeps sending: a piece every 0.3 s, well within
+        # the body timeout, until the stalled one is reset.
+        trickled = client.request("/echo", "POST", end=False)
+        sent = b""
+        while client.reset_at(stalled) is None and time.monotonic() - began < 20:
+            piece = b"%d;" % len(sent)
+            client.send(trickled, piece)
+            sent += piece
+            client.read(lambda c: c.reset_at(stalled) is not None, timeout=0.3)
+        reset_at = client.reset_at(stalled)
+        assert reset_at is not None, "the stalled stream was never reset"
+        assert reset_at - began >= timeout  # its own deadline, not an earlier one
+        assert client.of(h2.events.StreamReset, stalled)[0][1].error_code == CANCEL
+        # The trickled upload was not cut with it: it completes, the connection goes on.
+        assert client.reset_at(trickled) is None
+        client.send(trickled, b"end", end=True)
+        after = client.request("/")
+        client.read(lambda c: c.ended(trickled, after))
+        assert client.reset_at(trickled) is None
+        assert (client.status(trickled), client.body(trickled)) == (200, sent + b"end")
+        assert client.status(after) == 200
+        assert not client.goaway() and not client.closed
+    finally:
+        client.close()
+    srv.wait_for_log(rf"Resetting HTTP/2 stream {stalled} from 127\.0\.0\.1: client too slow")
+    assert f"Resetting HTTP/2 stream {trickled} " not in srv.log()
+
+
+def test_a_response_held_by_the_window_ends_only_its_stream(h2c) -> None:  # type: ignore[no-untyped-def]
+    timeout = 3.0
+    srv = h2c(env={"ASGI_WORKER_SEND_TIMEOUT": str(timeout)})
+    client = Client(srv.port, window=0)  # no stream may receive DATA until the test says
+    try:
+        began = time.monotonic()
+        held = client.request("/big?100000")  # its window never opens
+        client.read(lambda c: time.monotonic() - began >= timeout / 2, timeout=timeout)
+        # A second download, started later, whose window opens by one ASGI message (100 kB)
+        # every 0.3 s: each message waits far less than the send timeout.
+        later = client.request("/big?3000000")
+        while client.reset_at(held) is None and time.monotonic() - began < 20:
+            client.open_window(later, 100000)
+            client.read(lambda c: c.reset_at(held) is not None, timeout=0.3)
+        reset_at = client.reset_at(held)
+        assert reset_at is not None, "the held stream was never reset"
+        assert reset_at - began >= timeout  # its own deadline, not an earlier one
+        assert client.of(h2.events.StreamReset, held)[0][1].error_code == CANCEL
+        assert client.reset_at(later) is None
+        client.open_window(later, 3000000)
+        client.read(lambda c: c.ended(later), timeout=20)
+        assert client.reset_at(later) is None
+        assert (client.status(later), len(client.body(later))) == (200, 3000000)
+        assert not client.goaway() and not client.closed
+    finally:
+        client.close()
+    srv.wait_for_log(rf"Resetting HTTP/2 stream {held} from 127\.0\.0\.1: client too slow")
+    assert f"Resetting HTTP/2 stream {later} " not in srv.log()
+
+
+def test_a_client_that_stops_reading_the_connection_is_closed(h2c) -> None:  # type: ignore[no-untyped-def]
+    # Every window wide open, a large response, and the socket never read: the worker's
+    # writes back up, and after the send timeout the connection is closed (as on HTTP/1.1).
+    srv = h2c(env={"ASGI_WORKER_SEND_TIMEOUT": "1"})
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", srv.port))
+    config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+    conn = h2.connection.H2Connection(config)
+    conn.initiate_connection()
+    conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: (1 << 31) - 1})
+    conn.increment_flow_control_window((1 << 31) - 1 - 65535)
+    stream_id = conn.get_next_available_stream_id()
+    conn.send_headers(stream_id, [(b":method", b"GET"), (b":path", b"/big?50000000"),
+                                  (b":scheme", b"http"), (b":authority", b"localhost")],
+                      end_stream=True)
+    try:
+        sock.sendall(conn.data_to_send())
+        srv.wait_for_log(r"Closing HTTP/2 connection from 127\.0\.0\.1: client too slow",
+                         timeout=20)
+    finally:
+        sock.close()
+    with httpx.Client(http1=False, http2=True, timeout=10) as client:
+        assert client.get(f"{srv.url}/").status_code == 200

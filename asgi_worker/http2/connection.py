@@ -439,9 +439,9 @@ class H2Connection(asyncio.Protocol):
 
     # -- deadlines, drain, the server's requests ---------------------------------------------
 
-    def arm_deadline(self, seconds: float) -> None:
-        """A stream waits on the client (body or window): bound the wait."""
-        deadline = self.loop.time() + seconds
+    def arm_deadline(self, deadline: float) -> None:
+        """A stream waits on the client until ``deadline`` (its own): the server's tick calls
+        :meth:`on_deadline` at the earliest stream's."""
         if not self.deadline or self.deadline > deadline:
             self.deadline = deadline
 
@@ -462,7 +462,9 @@ class H2Connection(asyncio.Protocol):
             self._idle()
 
     def on_deadline(self) -> None:
-        """Idle for ``keepalive``: GOAWAY and close. Streams waiting on a slow client: reset."""
+        """Idle for ``keepalive``: GOAWAY and close. A stream whose own deadline passed (its
+        request body stalled, or its response waited for the peer's window): reset, while the
+        other streams go on. A client that stopped reading the connection: closed."""
         self.deadline = 0.0
         if self.closed:
             return
@@ -471,16 +473,32 @@ class H2Connection(asyncio.Protocol):
             self._flush()
             self._close()
             return
+        now = self.loop.time()
+        earliest = 0.0
         for stream in tuple(self.streams.values()):
-            cycle = stream.cycle
-            if stream.blocked or (cycle is not None and cycle.waiter is not None
-                                  and cycle.more_body):
-                self.log.info("Resetting HTTP/2 stream %d from %s: client too slow",
-                              stream.stream_id, self.origin.peer())
-                self.streams.pop(stream.stream_id, None)
-                self.reset(stream.stream_id, _CANCEL)
-                stream.on_reset()
-        self._maybe_idle()
+            deadline = stream.deadline
+            if not deadline:
+                continue
+            if deadline > now:
+                if not earliest or deadline < earliest:
+                    earliest = deadline
+                continue
+            if self.write_paused and not stream.blocked and self.transport is not None:
+                # It waited for the socket to drain, not for its window; nothing is read from
+                # the socket meanwhile either: no stream can go on.
+                self.log.info("Closing HTTP/2 connection from %s: client too slow",
+                              self.origin.peer())
+                self.transport.abort()
+                return
+            self.log.info("Resetting HTTP/2 stream %d from %s: client too slow",
+                          stream.stream_id, self.origin.peer())
+            self.streams.pop(stream.stream_id, None)
+            self.reset(stream.stream_id, _CANCEL)
+            stream.on_reset()
+        if self.streams:
+            self.deadline = earliest
+        else:
+            self._maybe_idle()
 
     def _goaway(self, code: int = _NO_ERROR) -> None:
         """Tell the client which streams we will still answer (the ones it opened so far).

@@ -42,8 +42,8 @@ class H2Stream:
     """A request stream: implements the cycle's ``Owner`` and ``Framing``."""
 
     __slots__ = (
-        "blocked", "conn", "cycle", "framing", "length_left", "log", "loop", "no_body",
-        "pending", "pending_end", "read_paused", "request_done", "response", "server",
+        "blocked", "conn", "cycle", "deadline", "framing", "length_left", "log", "loop",
+        "no_body", "pending", "pending_end", "read_paused", "request_done", "response", "server",
         "settings", "stream_id", "unacked", "waiter",
     )
 
@@ -66,6 +66,7 @@ class H2Stream:
         self.request_done = False
         self.unacked = 0  # request body bytes consumed by nobody yet: not acknowledged
         self.waiter: asyncio.Future[None] | None = None
+        self.deadline = 0.0  # while it waits on the client (connection.on_deadline)
 
     # -- the cycle's owner ---------------------------------------------------------------------
 
@@ -81,7 +82,9 @@ class H2Stream:
                 waiter = self.waiter = self.loop.create_future()
                 await waiter
             elif conn.write_paused:
+                self.set_deadline(self.settings.send_timeout)
                 await conn.wait_writable()
+                self.deadline = 0.0
             else:
                 return
 
@@ -96,10 +99,13 @@ class H2Stream:
             self.conn.acknowledge(self.stream_id, unacked)
 
     def set_deadline(self, seconds: float) -> None:
-        self.conn.arm_deadline(seconds)
+        """This stream waits on the client: for the next of the request's body
+        (``body_timeout``) or to take the response (``send_timeout``), as HTTP/1.1 waits."""
+        self.deadline = deadline = self.loop.time() + seconds
+        self.conn.arm_deadline(deadline)
 
     def clear_deadline(self) -> None:
-        """The connection's deadline covers every stream; it is re-armed by whoever waits."""
+        self.deadline = 0.0
 
     def on_response_complete(self, cycle: RequestCycle) -> None:
         """The app's response is all sent, or handed to the stream: what is left of it goes
@@ -131,6 +137,7 @@ class H2Stream:
         if self.pending:
             return
         self.blocked = False
+        self.deadline = 0.0
         self._wake()
         cycle = self.cycle
         if cycle is not None and cycle.complete:
@@ -226,11 +233,17 @@ class H2Stream:
                 return
         cycle.bytes_sent += len(body)
         self._send_body(body, more_body)
-        conn.schedule_flush()
+        if len(body) > _MIN_MAX_FRAME_SIZE:
+            # Written now, not at the end of the loop iteration: the transport must see a
+            # large body before the app's next send(), or a peer with wide windows that does
+            # not read would have every message of the response queued in h2.
+            conn._flush()
+        else:
+            conn.schedule_flush()
         if self.pending:
             self.blocked = True
             self.pending_end = not more_body
-            conn.arm_deadline(self.settings.send_timeout)
+            self.set_deadline(self.settings.send_timeout)
         if not more_body:
             cycle.finish()
 
