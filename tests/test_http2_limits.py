@@ -295,3 +295,25 @@ def test_a_client_that_stops_reading_the_connection_is_closed(h2c) -> None:  # t
         sock.close()
     with httpx.Client(http1=False, http2=True, timeout=10) as client:
         assert client.get(f"{srv.url}/").status_code == 200
+
+
+# -- the timeout kill names the HTTP/2 streams in flight -----------------------------------
+
+
+def test_a_blocked_loop_report_names_the_http2_streams_in_flight(h2c) -> None:  # type: ignore[no-untyped-def]
+    srv = h2c("--timeout", "2", app="tests.apps.first_contact:app")
+    client = Client(srv.port)
+    try:
+        held = [client.request("/held"), client.request("/held?second")]
+        client.read(lambda c: all(c.body(s) == b"first;" for s in held))
+        client.request("/answer-then-block?8")  # answered, then the app blocks the loop
+        log = srv.wait_for_log(r"Worker \(pid:\d+\) exited with code 1", timeout=30)
+    finally:
+        client.close()
+    named = [f"GET /held (HTTP/2 stream {s}) from 127.0.0.1" for s in held]
+    warning = log.split("[WARNING] The event loop has been blocked for ", 1)[1]
+    kill = log.split("[ERROR] Worker timeout: the event loop was blocked for ", 1)[1]
+    for report in (warning, kill):
+        in_flight = report.split("Requests in flight: ", 1)[1].split("\n", 1)[0]
+        for name in named:
+            assert name in in_flight, report[:2000]
