@@ -4,31 +4,27 @@ The parser adapters (httptools, h11) subclass :class:`HTTPConnection` and only t
 calls of :meth:`on_head`, :meth:`on_body` and :meth:`on_message_end`. Everything else about the
 connection is here, once: validating the head, building the scope, running one
 :class:`~asgi_worker.http.cycle.RequestCycle` at a time in request order, keep-alive, the
-header/idle/body/send deadlines that the server's tick enforces, and error responses.
+header/idle/body/send deadlines that the server's tick enforces, and error responses. What a
+connection speaks before its first request (a PROXY header, HTTP/2 by ALPN or preface) and the
+switch of an ``Upgrade: h2c`` request are decided in :mod:`asgi_worker.http.negotiate`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import re
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from ..proxy import (
-    ProxyHeaderError,
-    apply_forwarded,
-    forwarded_root_path,
-    parse_proxy_header,
-)
+from ..proxy import ProxyHeaderError, apply_forwarded, forwarded_root_path
 from ..tlsinfo import tls_extension
 from .cycle import ASGI_VERSION, RequestCycle, describe_request
 from .errors import RESPONSES, RequestError, body_limit_detail
 from .extensions import scope_extensions
 from .h1_framing import H1Framing
+from .negotiate import H2CUpgrade, Preamble, negotiate, start_h2c_upgrade
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -38,17 +34,6 @@ MAX_PIPELINE = 16
 # Request body bytes the app left unread that we read and drop to keep the connection alive.
 MAX_DISCARD = 1024 * 1024
 MAX_CONTENT_LENGTH = (1 << 64) - 1
-# A PROXY protocol header longer than this is not one (v1 is at most 107 bytes, v2 is bounded).
-MAX_PROXY_HEADER = 16 + 4096
-# RFC 9113 section 3.4: how a client with prior knowledge opens a cleartext HTTP/2 connection.
-H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-_HTTP1_REQUEST_LINE = re.compile(rb"[!-~]+ [!-~]+ HTTP/1\.[01]\r?").fullmatch
-# Upgrade: h2c (RFC 7540 section 3.2): the request body is read before switching, up to this
-# size (Gunicorn's bound); a larger one is served over HTTP/1.1.
-H2C_UPGRADE_BODY_LIMIT = 65536
-_SWITCHING_TO_H2C = (b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\n"
-                     b"upgrade: h2c\r\n\r\n")
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 # RFC 9112 section 3.2: Host is uri-host [":" port]; anything else is answered 400.
 _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[-A-Za-z0-9._~%!$&'()*+,;=]*)(?::[0-9]*)?").fullmatch
@@ -67,11 +52,10 @@ class HTTPConnection(asyncio.Protocol):
 
     __slots__ = (
         "app", "body_received", "client", "closed", "cycle", "deadline", "discarded",
-        "extensions", "extensions_other", "forwarded_trusted", "framing", "h2c_body_left",
-        "h2c_sniff", "h2c_upgrade", "head_bytes", "head_keep_alive", "head_pending", "input_done",
-        "log", "loop", "parsing", "pending_error", "pipeline",
-        "preamble", "proxy_pending", "proxy_trusted", "read_paused", "scheme", "server",
-        "settings", "sockname", "special_headers", "transport", "upgrade_scope", "write_paused",
+        "extensions", "extensions_other", "forwarded_trusted", "framing", "h2c_upgrade",
+        "head_bytes", "head_keep_alive", "head_pending", "input_done", "log", "loop", "parsing",
+        "pending_error", "pipeline", "preamble", "read_paused", "scheme", "server", "settings",
+        "sockname", "special_headers", "transport", "upgrade_scope", "write_paused",
         "write_waiter",
     )
 
@@ -105,15 +89,12 @@ class HTTPConnection(asyncio.Protocol):
         self.forwarded_trusted = False
         self.head_pending = False
         self.special_headers = _SPECIAL_HEADERS
-        # Bytes read before HTTP/1.1 (a PROXY header, the h2c preface) while it is undecided;
-        # None once the parser gets every byte.
-        self.preamble: bytes | None = None
-        self.proxy_pending = False
-        self.proxy_trusted = False
-        self.h2c_sniff = False
-        # An Upgrade: h2c request being read: its (not yet run) cycle and HTTP2-Settings.
-        self.h2c_upgrade: tuple[RequestCycle, bytes] | None = None
-        self.h2c_body_left = 0
+        # What reads the bytes before HTTP/1.1 while it is undecided (a PROXY header, the h2c
+        # preface, the rest of an Upgrade: h2c request's body: http/negotiate.py); None once
+        # the parser gets every byte.
+        self.preamble: Preamble | H2CUpgrade | None = None
+        # An Upgrade: h2c request being read, answered over HTTP/2 once it is.
+        self.h2c_upgrade: H2CUpgrade | None = None
         # The scopes' "extensions" dicts per HTTP version, built once per connection when first
         # needed (see http/extensions.py).
         self.extensions: dict[str, Any] = {}  # HTTP/1.1's, built in connection_made
@@ -142,22 +123,9 @@ class HTTPConnection(asyncio.Protocol):
         server = self.server
         host = self.client[0] if self.client else None
         self.forwarded_trusted = server.forwarded_peers.is_trusted(host)
-        self._update_special_headers()
-        if server.proxy_peers is not None:
-            self.preamble = b""
-            self.proxy_pending = True
-            self.proxy_trusted = server.proxy_peers.is_trusted(host)
-        if server.http2 is not None:
-            if self.scheme == "https":
-                ssl_object = transport.get_extra_info("ssl_object")
-                if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
-                    server.http2(self, b"")
-                    return
-            elif server.h2c_prior_knowledge and (self.proxy_pending or self.forwarded_trusted):
-                # Trusted peers may open with the HTTP/2 preface (decided after any PROXY
-                # header, which can change who the peer is).
-                self.preamble = b""
-                self.h2c_sniff = True
+        self.update_special_headers()
+        if (server.proxy_peers is not None or server.http2 is not None) and negotiate(self):
+            return  # TLS ALPN chose h2: the connection is HTTP/2's
         first_wait = self.settings.keepalive or self.settings.header_timeout
         self.deadline = self.loop.time() + first_wait
         self.server.connection_made(self)
@@ -343,12 +311,8 @@ class HTTPConnection(asyncio.Protocol):
                 return
             if (upgrade == b"h2c" and self.server.h2c_upgrade and self.forwarded_trusted
                     and http_version == "1.1" and not chunked
-                    and content_length <= H2C_UPGRADE_BODY_LIMIT):
-                h2_settings = _h2c_settings(headers)
-                if h2_settings is not None:
-                    self._begin_h2c_upgrade(scope, h2_settings, max(content_length, 0),
-                                            expect_100)
-                    return
+                    and start_h2c_upgrade(self, scope, headers, content_length, expect_100)):
+                return
         self.head_keep_alive = keep_alive
         cycle = RequestCycle(self, scope, keep_alive and self.settings.keepalive > 0, expect_100,
                              has_body)
@@ -556,44 +520,12 @@ class HTTPConnection(asyncio.Protocol):
     def _websocket_available(self) -> bool:
         return self.server.websocket_upgrade is not None
 
-    def _begin_h2c_upgrade(self, scope: dict[str, Any], h2_settings: bytes, body_size: int,
-                           expect_100: bool) -> None:
-        """Read the request's body here; it is answered over HTTP/2 as stream 1."""
-        has_body = body_size > 0
-        self.h2c_body_left = body_size
-        cycle = RequestCycle(self, scope, False, False, has_body)
-        if self.server.access_log_enabled:
-            cycle.start_time = time.time()
-        self.h2c_upgrade = (cycle, h2_settings)
-        self.upgrade_scope = scope
-        self.head_keep_alive = False
-        self.parsing = cycle if has_body else None
-        if expect_100 and has_body and self.transport is not None:
-            self.transport.write(_CONTINUE)
-
     def start_upgrade(self, leftover: bytes) -> None:
         """Hand the transport to the WebSocket protocol (or HTTP/2 for Upgrade: h2c) with the
         bytes after the request."""
-        if self.h2c_upgrade is not None:
-            cycle, h2_settings = self.h2c_upgrade
-            if self.transport is None or self.closed:
-                return
-            missing = self.h2c_body_left - len(cycle.body)
-            if missing > 0:
-                # llhttp ends an upgrade request at its head: the body is read here and the
-                # bytes after it go to HTTP/2 (h11 reads the body itself).
-                take = leftover[:missing]
-                leftover = leftover[len(take):]
-                cycle.feed_body(take)
-                if len(take) < missing:
-                    self.preamble = b""  # the next bytes come back here (read_preamble)
-                    return
-            cycle.end_body()
-            self.h2c_upgrade = None
-            self.parsing = None
-            self.transport.write(_SWITCHING_TO_H2C)
-            self.server.connection_lost(self)
-            self.server.http2(self, leftover, (h2_settings, cycle))  # type: ignore[misc]
+        h2c_upgrade = self.h2c_upgrade
+        if h2c_upgrade is not None:
+            h2c_upgrade.switch(leftover)
             return
         scope = self.upgrade_scope
         upgrade = self.server.websocket_upgrade
@@ -601,96 +533,15 @@ class HTTPConnection(asyncio.Protocol):
         self.server.connection_lost(self)
         upgrade(self.server, self.transport, scope, leftover)
 
-    def _update_special_headers(self) -> None:
+    def update_special_headers(self) -> None:
         """The header names on_head looks at: forwarded ones only from a trusted peer."""
         self.special_headers = (_SPECIAL_HEADERS | self.server.forwarded.names
                                 if self.forwarded_trusted else _SPECIAL_HEADERS)
 
     def read_preamble(self, data: bytes) -> bytes:
-        """What comes before HTTP/1.1: a PROXY header, then from a trusted h2c peer perhaps
-        the HTTP/2 preface. Returns the bytes for the HTTP/1.1 parser (none while undecided,
-        or once the connection became HTTP/2)."""
-        if self.h2c_upgrade is not None:
-            self.preamble = None
-            self.start_upgrade(data)
-            return b""
-        if self.proxy_pending:
-            data = self.read_proxy_header(data)
-            if self.proxy_pending or self.closed:
-                return b""
-        if self.h2c_sniff and self.forwarded_trusted:
-            return self._sniff_h2c(data)
-        self.preamble = None
-        return data
-
-    def _sniff_h2c(self, data: bytes) -> bytes:
-        buffer = (self.preamble or b"") + data
-        size = min(len(buffer), len(H2_PREFACE))
-        if buffer[:size] == H2_PREFACE[:size]:
-            if size < len(H2_PREFACE):
-                self.preamble = buffer
-                return b""
-            self.preamble = None
-            self.h2c_sniff = False
-            self.server.connection_lost(self)
-            self.server.http2(self, buffer)  # type: ignore[misc]  # set when sniffing
-            return b""
-        if self.settings.http2_cleartext != "prior-knowledge":
-            self.preamble = None
-            self.h2c_sniff = False
-            return buffer
-        # A trusted peer on a prior-knowledge port must speak HTTP/2: an HTTP/1.x request is
-        # a 400 (Gunicorn's rule), anything else an invalid preface (RFC 9113 section 3.4: a
-        # connection error, so the connection closes).
-        line_end = buffer.find(b"\n")
-        if line_end < 0 and len(buffer) <= self.settings.limit_request_line:
-            self.preamble = buffer
-            return b""
-        self.preamble = None
-        self.h2c_sniff = False
-        if line_end >= 0 and _HTTP1_REQUEST_LINE(buffer[:line_end]):
-            self.on_bad_request(RequestError("bad_request", "HTTP/1.x from a trusted peer on a "
-                                             "prior-knowledge HTTP/2 port"))
-        else:
-            self._refuse_preamble("invalid HTTP/2 connection preface")
-        return b""
-
-    def read_proxy_header(self, data: bytes) -> bytes:
-        """Consume a PROXY protocol header before HTTP; return the bytes that follow it."""
-        buffer = (self.preamble or b"") + data
-        mode = self.settings.proxy_protocol
-        try:
-            header = parse_proxy_header(buffer, v1=mode != "v2", v2=mode != "v1", optional=True)
-        except ProxyHeaderError as exc:
-            self._refuse_preamble(exc.reason)
-            return b""
-        if header is None:
-            if len(buffer) > MAX_PROXY_HEADER:
-                self._refuse_preamble("PROXY header too long")
-                return b""
-            self.preamble = buffer
-            return b""
-        self.preamble = b""
-        self.proxy_pending = False
-        if header.length:
-            if not self.proxy_trusted:
-                self._refuse_preamble("PROXY header from a peer not in proxy_allow_ips")
-                return b""
-            if header.source is not None:
-                self.client = header.source
-                self.forwarded_trusted = self.server.forwarded_peers.is_trusted(
-                    header.source[0])
-                self._update_special_headers()
-            if header.destination is not None:
-                self.sockname = header.destination
-        return buffer[header.length:]
-
-    def _refuse_preamble(self, reason: str) -> None:
-        self.log.warning("Closing connection from %s: %s", self.peer(), reason)
-        self.preamble = None
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
+        """What comes before HTTP/1.1 (http/negotiate.py): returns the bytes for the parser."""
+        preamble = self.preamble
+        return preamble.read(data) if preamble is not None else data
 
     def peer(self) -> str:
         return self.client[0] if self.client else "unix"
@@ -704,23 +555,6 @@ def _check_host(value: bytes) -> None:
         if len(_GOOD_HOSTS) >= 256:
             _GOOD_HOSTS.clear()
         _GOOD_HOSTS.add(value)
-
-
-def _h2c_settings(headers: list[tuple[bytes, bytes]]) -> bytes | None:
-    """The HTTP2-Settings payload of a well-formed Upgrade: h2c request (RFC 7540 section
-    3.2), else None: exactly one such header, named with ``upgrade`` in Connection."""
-    settings = [value.strip() for name, value in headers if name == b"http2-settings"]
-    tokens = {token.strip().lower() for name, value in headers if name == b"connection"
-              for token in value.split(b",")}
-    if len(settings) != 1 or not {b"upgrade", b"http2-settings"} <= tokens:
-        return None
-    payload = settings[0]
-    try:
-        raw = base64.b64decode(payload + b"=" * (-len(payload) % 4), altchars=b"-_",
-                               validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    return payload if len(raw) % 6 == 0 else None
 
 
 def _origin_path(raw_path: bytes, method: bytes) -> bytes:

@@ -27,6 +27,7 @@ from hyperframe.frame import GoAwayFrame
 from ..http.cycle import RequestCycle
 from ..http.errors import RequestError
 from .hpack_cache import CachingDecoder, CachingEncoder
+from .limits import request_limits_error
 from .stream import H2Stream
 from .websocket import H2WebSocket, open_websocket
 
@@ -270,7 +271,15 @@ class H2Connection(asyncio.Protocol):
 
     def _on_request(self, event: h2.events.RequestReceived) -> None:
         stream_id = event.stream_id
-        if not self._valid_headers(event.headers, _REQUEST_FLAGS, True):
+        try:
+            valid = self._valid_headers(event.headers, _REQUEST_FLAGS, True)
+        except RequestError as exc:  # over a limit_request_* setting (limits.py)
+            if self.goaway_sent:
+                self.reset(stream_id, _REFUSED_STREAM)
+            else:
+                self.refuse(stream_id, exc.status, exc.detail)
+            return
+        if not valid:
             self._malformed(stream_id)
             return
         if self.goaway_sent:
@@ -310,10 +319,6 @@ class H2Connection(asyncio.Protocol):
             headers.append((b"cookie", b"; ".join(cookies)))
         if authority:
             headers.insert(0, (b"host", authority))
-        settings = self.settings
-        if len(headers) > settings.limit_request_fields:
-            self.refuse(stream_id, 431, "too many header fields")
-            return
         if method == b"CONNECT":
             open_websocket(self, stream_id, protocol, path, headers, forwarded,
                            event.stream_ended is not None)
@@ -335,7 +340,8 @@ class H2Connection(asyncio.Protocol):
 
     def _valid_headers(self, headers: Any, flags: Any, remember: bool) -> bool:
         """h2's checks of an inbound header block, skipped for a request's list already found
-        valid on this connection (a repeated block decodes to the same fields: hpack_cache)."""
+        valid on this connection (a repeated block decodes to the same fields: hpack_cache).
+        A request's list over Gunicorn's limits raises its ``RequestError`` (limits.py)."""
         key = tuple(headers or ())
         known = self.valid_headers
         if key in known:
@@ -346,6 +352,10 @@ class H2Connection(asyncio.Protocol):
         except h2.exceptions.ProtocolError as exc:
             self.log.debug("Malformed HTTP/2 request from %s: %s", self.origin.peer(), exc)
             return False
+        if remember:
+            error = request_limits_error(key, self.settings)
+            if error is not None:
+                raise error
         if remember and sum(map(len, itertools.chain.from_iterable(key))) <= _MAX_VALID_BYTES:
             if len(known) >= _MAX_VALID:
                 known.clear()
@@ -455,9 +465,9 @@ class H2Connection(asyncio.Protocol):
 
     # -- deadlines, drain, the server's requests ---------------------------------------------
 
-    def arm_deadline(self, seconds: float) -> None:
-        """A stream waits on the client (body or window): bound the wait."""
-        deadline = self.loop.time() + seconds
+    def arm_deadline(self, deadline: float) -> None:
+        """A stream waits on the client until ``deadline`` (its own): the server's tick calls
+        :meth:`on_deadline` at the earliest stream's."""
         if not self.deadline or self.deadline > deadline:
             self.deadline = deadline
 
@@ -478,7 +488,9 @@ class H2Connection(asyncio.Protocol):
             self._idle()
 
     def on_deadline(self) -> None:
-        """Idle for ``keepalive``: GOAWAY and close. Streams waiting on a slow client: reset."""
+        """Idle for ``keepalive``: GOAWAY and close. A stream whose own deadline passed (its
+        request body stalled, or its response waited for the peer's window): reset, while the
+        other streams go on. A client that stopped reading the connection: closed."""
         self.deadline = 0.0
         if self.closed:
             return
@@ -488,19 +500,31 @@ class H2Connection(asyncio.Protocol):
             self._close()
             return
         now = self.loop.time()
+        earliest = 0.0
         for stream in tuple(self.streams.values()):
-            cycle = stream.cycle
-            if stream.blocked and stream.send_by > now:
-                self.arm_deadline(stream.send_by - now)  # its window opened since: a new wait
+            deadline = stream.deadline
+            if not deadline:
                 continue
-            if stream.blocked or (cycle is not None and cycle.waiter is not None
-                                  and cycle.more_body):
-                self.log.info("Resetting HTTP/2 stream %d from %s: client too slow",
-                              stream.stream_id, self.origin.peer())
-                self.streams.pop(stream.stream_id, None)
-                self.reset(stream.stream_id, _CANCEL)
-                stream.on_reset()
-        self._maybe_idle()
+            if deadline > now:
+                if not earliest or deadline < earliest:
+                    earliest = deadline
+                continue
+            if self.write_paused and not stream.blocked and self.transport is not None:
+                # It waited for the socket to drain, not for its window; nothing is read from
+                # the socket meanwhile either: no stream can go on.
+                self.log.info("Closing HTTP/2 connection from %s: client too slow",
+                              self.origin.peer())
+                self.transport.abort()
+                return
+            self.log.info("Resetting HTTP/2 stream %d from %s: client too slow",
+                          stream.stream_id, self.origin.peer())
+            self.streams.pop(stream.stream_id, None)
+            self.reset(stream.stream_id, _CANCEL)
+            stream.on_reset()
+        if self.streams:
+            self.deadline = earliest
+        else:
+            self._maybe_idle()
 
     def _goaway(self, code: int = _NO_ERROR) -> None:
         """Tell the client which streams we will still answer (the ones it opened so far).

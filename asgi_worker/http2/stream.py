@@ -62,8 +62,8 @@ class H2Stream:
     """A request stream: implements the cycle's ``Owner`` and ``Framing``."""
 
     __slots__ = (
-        "blocked", "conn", "cycle", "framing", "length_left", "log", "loop", "no_body",
-        "pending", "pending_end", "read_paused", "request_done", "response", "send_by", "server",
+        "blocked", "conn", "cycle", "deadline", "framing", "length_left", "log", "loop",
+        "no_body", "pending", "pending_end", "read_paused", "request_done", "response", "server",
         "settings", "stream_id", "trailer_fields", "trailers_send", "unacked", "waiter",
     )
 
@@ -82,7 +82,6 @@ class H2Stream:
         self.pending = b""  # response body waiting for the peer's window
         self.pending_end = False
         self.blocked = False
-        self.send_by = 0.0  # blocked: the peer's window must open by then (connection.py)
         self.read_paused = False
         self.request_done = False
         self.unacked = 0  # request body bytes consumed by nobody yet: not acknowledged
@@ -90,6 +89,7 @@ class H2Stream:
         # A response with trailers (set by expect_trailers, read only for such a response).
         self.trailers_send = False
         self.trailer_fields: list[tuple[bytes, bytes]] = []
+        self.deadline = 0.0  # while it waits on the client (connection.on_deadline)
 
     # -- the cycle's owner ---------------------------------------------------------------------
 
@@ -105,7 +105,9 @@ class H2Stream:
                 waiter = self.waiter = self.loop.create_future()
                 await waiter
             elif conn.write_paused:
+                self.set_deadline(self.settings.send_timeout)
                 await conn.wait_writable()
+                self.deadline = 0.0
             else:
                 return
 
@@ -120,10 +122,13 @@ class H2Stream:
             self.conn.acknowledge(self.stream_id, unacked)
 
     def set_deadline(self, seconds: float) -> None:
-        self.conn.arm_deadline(seconds)
+        """This stream waits on the client: for the next of the request's body
+        (``body_timeout``) or to take the response (``send_timeout``), as HTTP/1.1 waits."""
+        self.deadline = deadline = self.loop.time() + seconds
+        self.conn.arm_deadline(deadline)
 
     def clear_deadline(self) -> None:
-        """The connection's deadline covers every stream; it is re-armed by whoever waits."""
+        self.deadline = 0.0
 
     def on_response_complete(self, cycle: RequestCycle) -> None:
         """The app's response is all sent, or handed to the stream: what is left of it goes
@@ -157,6 +162,7 @@ class H2Stream:
                 self._block(True)  # progress: a new wait begins
             return
         self.blocked = False
+        self.deadline = 0.0
         self._wake()
         cycle = self.cycle
         if cycle is not None and cycle.complete:
@@ -252,7 +258,13 @@ class H2Stream:
                 return
         cycle.bytes_sent += len(body)
         self._send_body(body, more_body)
-        conn.schedule_flush()
+        if len(body) > _MIN_MAX_FRAME_SIZE:
+            # Written now, not at the end of the loop iteration: the transport must see a
+            # large body before the app's next send(), or a peer with wide windows that does
+            # not read would have every message of the response queued in h2.
+            conn._flush()
+        else:
+            conn.schedule_flush()
         if self.pending:
             self.pending_end = not more_body
             self._block(True)
@@ -410,12 +422,10 @@ class H2Stream:
         """Wait for the peer's window. Each wait that follows progress gets the whole send
         deadline (as an HTTP/1.1 connection's wait for its socket does); one woken without
         progress (a WINDOW_UPDATE of the connection only) keeps what was left of it. The
-        connection resets the stream when ``send_by`` passes (``H2Connection.on_deadline``)."""
+        connection resets the stream when its deadline passes (``H2Connection.on_deadline``)."""
         self.blocked = True
-        now = self.loop.time()
-        if fresh or not self.send_by:
-            self.send_by = now + self.settings.send_timeout
-        self.conn.arm_deadline(self.send_by - now)
+        if fresh or not self.deadline:
+            self.set_deadline(self.settings.send_timeout)
 
     def _send_body(self, body: bytes, more_body: bool) -> None:
         """Send as much of ``body`` as the windows allow; keep the rest in :attr:`pending`."""
