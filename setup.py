@@ -39,6 +39,7 @@ COMPILED = [
     "asgi_worker/http/h1_framing.py",
     "asgi_worker/http/h11_protocol.py",
     "asgi_worker/http/httptools_protocol.py",
+    "asgi_worker/http/negotiate.py",
     "asgi_worker/accessformat.py",
     "asgi_worker/accesslog.py",
     "asgi_worker/hooks.py",
