@@ -2,26 +2,34 @@
 
 Most requests are one HEADERS frame (END_HEADERS, usually END_STREAM) opening a new stream, and
 most responses are one HEADERS frame and at most one DATA frame ending the stream. For these
-h2 spends most of its time on frame objects around its state: hyperframe parses every frame
-into an object (and h2 formats a ``repr()`` of it for a trace log nobody reads), h2 builds
-HEADERS and DATA frame objects, flag sets and validation flags, then serializes them. Here the
-9-byte frame header is read and written directly, and every step that decides anything is
-h2's, called in h2's order:
+h2 spends most of its time on objects around its state: hyperframe parses every frame into an
+object (and h2 formats a ``repr()`` of it for a trace log nobody reads), h2 builds HEADERS and
+DATA frame objects, flag sets, events and validation flags, then serializes the frames. Here
+the 9-byte frame header is read and written directly, and every step that decides anything is
+h2's, in h2's order:
 
-- a request: the stream limit (``open_inbound_streams``), HPACK decoding (h2's
-  ``_decode_headers``: the same errors), the connection's and the new stream's state machines
-  (``_begin_new_stream``, ``H2Stream.receive_headers``); a ``ProtocolError`` terminates the
-  connection exactly as ``receive_data`` does. Any other frame, a frame with padding,
-  priority or CONTINUATION, or a read that does not end on a frame boundary goes to
-  ``receive_data`` unchanged.
-- a response: the connection's and the stream's state machines (the transitions that
-  ``send_headers`` and ``send_data`` make), h2's HPACK encoder, both flow-control windows. A
-  transition h2 refuses raises before anything is encoded or queued; a body the windows or the
-  peer's frame size do not admit is never taken here. The bytes go into h2's own outbound
-  buffer, so they keep their place among the frames h2 queues itself.
+- a request (what ``receive_data`` does with such a frame): the stream limit, HPACK decoding
+  (h2's ``_decode_headers``: the same errors), the connection's and the new stream's state
+  machines (``_begin_new_stream``, the RECV_HEADERS and RECV_END_STREAM transitions), the
+  request's ``content-length`` (``_initialize_content_length``: h2 checks it and later
+  counts the DATA against it). A ``ProtocolError`` terminates the connection exactly as
+  ``receive_data`` does. Any other frame, a frame with padding, priority or CONTINUATION, a
+  header block that looks like a response, or a read that does not end on a frame boundary
+  goes to ``receive_data`` unchanged.
+- a response (what ``send_headers`` and ``send_data`` do): the connection's and the stream's
+  state machines, h2's HPACK encoder, both flow-control windows. A transition h2 refuses
+  raises before anything is encoded or queued; a body the windows or the peer's frame size
+  do not admit is never taken here. The bytes go into h2's own outbound buffer, so they keep
+  their place among the frames h2 queues itself.
 
-:func:`available` is false when the installed h2 does not have the internals named above
-(they are private); then every frame takes h2's public API.
+The transitions are looked up in h2's own tables (``h2.stream._transitions``,
+``H2ConnectionStateMachine._transitions``), indexed once by state so that a step is a dict
+lookup on an int (h2's ``process_input`` hashes a pair of ``Enum`` members through their
+Python ``__hash__``); h2's side-effect functions run as h2 runs them, and a transition the
+table does not have is handed to h2's ``process_input``, which raises what it always raises.
+
+:func:`available` is false when the installed h2 does not have these internals (they are
+private); then every frame takes h2's public API.
 """
 
 from __future__ import annotations
@@ -36,30 +44,87 @@ import h2.stream
 _FRAME_HEADER = struct.Struct(">IBL")  # (length << 8 | type), flags, stream id
 _DATA, _HEADERS, _CONTINUATION = 0, 1, 9
 _END_STREAM, _END_HEADERS = 0x1, 0x4
-_RECV_HEADERS = h2.connection.ConnectionInputs.RECV_HEADERS
-_SEND_HEADERS = h2.connection.ConnectionInputs.SEND_HEADERS
-_SEND_DATA = h2.connection.ConnectionInputs.SEND_DATA
-_STREAM_SEND_HEADERS = h2.stream.StreamInputs.SEND_HEADERS
-_STREAM_SEND_DATA = h2.stream.StreamInputs.SEND_DATA
-_STREAM_SEND_END = h2.stream.StreamInputs.SEND_END_STREAM
 _ODD = h2.connection.AllowedStreamIDs.ODD
+_CLOSED = h2.stream.StreamState.CLOSED
+# h2 forgets closed streams (moves them out of ``streams``) when it counts the open ones; it
+# counts on every new stream, this module only once ``streams`` holds this many (or the
+# limit): a count below both cannot exceed the limit.
+_SWEEP = 16
 _decode_headers: Any = getattr(h2.connection, "_decode_headers", None)
+_Table = dict[Any, tuple[Any, Any]]
+
+
+def _by_state(transitions: Any, input_: Any, key: Any) -> _Table:
+    """h2's (state, input) -> (side effect, next state) table for one input, keyed by state."""
+    if not isinstance(transitions, dict):
+        return {}
+    return {key(state): entry for (state, kind), entry in transitions.items() if kind is input_}
+
+
+_stream_transitions = getattr(h2.stream, "_transitions", None)
+_conn_transitions = getattr(h2.connection.H2ConnectionStateMachine, "_transitions", None)
+_STREAM_INPUTS = h2.stream.StreamInputs
+_CONN_INPUTS = h2.connection.ConnectionInputs
+# StreamState is an IntEnum (hashed in C); ConnectionState a plain Enum: keyed by identity.
+_RECV_HEADERS = _by_state(_stream_transitions, _STREAM_INPUTS.RECV_HEADERS, int)
+_RECV_END_STREAM = _by_state(_stream_transitions, _STREAM_INPUTS.RECV_END_STREAM, int)
+_SEND_HEADERS = _by_state(_stream_transitions, _STREAM_INPUTS.SEND_HEADERS, int)
+_SEND_DATA = _by_state(_stream_transitions, _STREAM_INPUTS.SEND_DATA, int)
+_SEND_END_STREAM = _by_state(_stream_transitions, _STREAM_INPUTS.SEND_END_STREAM, int)
+_CONN_RECV_HEADERS = _by_state(_conn_transitions, _CONN_INPUTS.RECV_HEADERS, id)
+_CONN_SEND_HEADERS = _by_state(_conn_transitions, _CONN_INPUTS.SEND_HEADERS, id)
+_CONN_SEND_DATA = _by_state(_conn_transitions, _CONN_INPUTS.SEND_DATA, id)
 
 
 def available(conn: h2.connection.H2Connection) -> bool:
     """h2 has the internals the fast path calls (checked once per connection)."""
     buffer = getattr(conn, "incoming_buffer", None)
     stream_class = h2.stream.H2Stream
+    machine_class = h2.stream.H2StreamStateMachine
     return (_decode_headers is not None
+            and all((_RECV_HEADERS, _RECV_END_STREAM, _SEND_HEADERS, _SEND_DATA,
+                     _SEND_END_STREAM, _CONN_RECV_HEADERS, _CONN_SEND_HEADERS,
+                     _CONN_SEND_DATA))
             and isinstance(getattr(conn, "_data_to_send", None), bytearray)
             and isinstance(getattr(buffer, "_data", None), bytearray)
             and isinstance(getattr(buffer, "_headers_buffer", None), list)
             and isinstance(getattr(buffer, "_preamble_len", None), int)
             and callable(getattr(conn, "_begin_new_stream", None))
             and callable(getattr(conn, "_terminate_connection", None))
-            and callable(getattr(stream_class, "receive_headers", None))
+            and callable(getattr(stream_class, "_initialize_content_length", None))
+            and callable(getattr(machine_class, "process_input", None))
             and isinstance(getattr(conn, "state_machine", None),
                            h2.connection.H2ConnectionStateMachine))
+
+
+def _step(machine: Any, table: _Table, input_: Any) -> None:
+    """One transition of a stream's state machine, as ``H2StreamStateMachine.process_input``
+    makes it (its events are not wanted here)."""
+    entry = table.get(machine.state)
+    if entry is None:  # not allowed: h2 closes the stream and raises
+        machine.process_input(input_)
+        return
+    func, target = entry
+    previous = machine.state
+    machine.state = target
+    if func is not None:
+        try:
+            func(machine, previous)
+        except h2.exceptions.ProtocolError:
+            machine.state = _CLOSED
+            raise
+        except AssertionError as err:
+            machine.state = _CLOSED
+            raise h2.exceptions.ProtocolError(err) from err
+
+
+def _conn_step(machine: Any, table: _Table, input_: Any) -> None:
+    """One transition of the connection's state machine (``process_input``)."""
+    entry = table.get(id(machine.state))
+    if entry is None or entry[0] is not None:  # refused, or a side effect: h2's own call
+        machine.process_input(input_)
+        return
+    machine.state = entry[1]
 
 
 def at_frame_boundary(conn: h2.connection.H2Connection) -> bool:
@@ -86,20 +151,39 @@ def opens_stream(kind: int, flags: int, stream_id: int) -> bool:
             and stream_id & 1 == 1)
 
 
+def _informational(headers: list[Any]) -> bool:
+    """h2's ``is_informational_response``: a ``:status`` 1xx among the pseudo-headers."""
+    for name, value in headers:
+        if not name.startswith(b":"):
+            return False
+        if name == b":status":
+            return bool(value.startswith(b"1"))
+    return False
+
+
 def receive_request(conn: h2.connection.H2Connection, stream_id: int, block: bytes,
                     end_stream: bool) -> list[Any]:
     """What ``receive_data`` does with such a HEADERS frame; returns the decoded headers."""
     try:
-        if stream_id not in conn.streams:
+        streams = conn.streams
+        if stream_id not in streams:
             limit = conn.local_settings.max_concurrent_streams
-            value = conn.open_inbound_streams  # also forgets closed streams
-            if value + 1 > limit:
-                raise h2.exceptions.TooManyStreamsError(
-                    f"Max inbound streams is {limit}, {value} open")
+            if len(streams) >= limit or len(streams) >= _SWEEP:
+                value = conn.open_inbound_streams  # also forgets closed streams
+                if value + 1 > limit:
+                    raise h2.exceptions.TooManyStreamsError(
+                        f"Max inbound streams is {limit}, {value} open")
         headers: list[Any] = _decode_headers(conn.decoder, block)
-        conn.state_machine.process_input(_RECV_HEADERS)
+        _conn_step(conn.state_machine, _CONN_RECV_HEADERS, _CONN_INPUTS.RECV_HEADERS)
         stream = conn._begin_new_stream(stream_id, _ODD)
-        stream.receive_headers(headers, end_stream, None)
+        if _informational(headers):  # h2's own path (it refuses this on a server)
+            stream.receive_headers(headers, end_stream, None)
+            return headers
+        machine = stream.state_machine
+        _step(machine, _RECV_HEADERS, _STREAM_INPUTS.RECV_HEADERS)
+        if end_stream:
+            _step(machine, _RECV_END_STREAM, _STREAM_INPUTS.RECV_END_STREAM)
+        stream._initialize_content_length(headers)
     except h2.exceptions.ProtocolError as exc:
         conn._terminate_connection(exc.error_code)
         raise
@@ -117,13 +201,14 @@ def send_response(conn: h2.connection.H2Connection, stream_id: int,
             or size > conn.outbound_flow_control_window):
         return False
     machine = stream.state_machine
-    conn.state_machine.process_input(_SEND_HEADERS)
-    machine.process_input(_STREAM_SEND_HEADERS)
+    conn_machine = conn.state_machine
+    _conn_step(conn_machine, _CONN_SEND_HEADERS, _CONN_INPUTS.SEND_HEADERS)
+    _step(machine, _SEND_HEADERS, _STREAM_INPUTS.SEND_HEADERS)
     block = conn.encoder.encode(headers)
     if size:
-        conn.state_machine.process_input(_SEND_DATA)
-        machine.process_input(_STREAM_SEND_DATA)
-    machine.process_input(_STREAM_SEND_END)
+        _conn_step(conn_machine, _CONN_SEND_DATA, _CONN_INPUTS.SEND_DATA)
+        _step(machine, _SEND_DATA, _STREAM_INPUTS.SEND_DATA)
+    _step(machine, _SEND_END_STREAM, _STREAM_INPUTS.SEND_END_STREAM)
     stream.outbound_flow_control_window -= size
     conn.outbound_flow_control_window -= size
     out = conn._data_to_send
