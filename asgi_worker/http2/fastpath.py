@@ -11,8 +11,8 @@ h2's, in h2's order:
 - a request (what ``receive_data`` does with such a frame): the stream limit, HPACK decoding
   (h2's ``_decode_headers``: the same errors), the connection's and the new stream's state
   machines (``_begin_new_stream``, the RECV_HEADERS and RECV_END_STREAM transitions), the
-  request's ``content-length`` (``_initialize_content_length``: h2 checks it and later
-  counts the DATA against it). A ``ProtocolError`` terminates the connection exactly as
+  request's ``content-length`` when it has one (``_initialize_content_length``: h2 checks it
+  and later counts the DATA against it). A ``ProtocolError`` terminates the connection exactly as
   ``receive_data`` does. Any other frame, a frame with padding, priority or CONTINUATION, a
   header block that looks like a response, or a read that does not end on a frame boundary
   goes to ``receive_data`` unchanged.
@@ -51,6 +51,7 @@ _CLOSED = h2.stream.StreamState.CLOSED
 # limit): a count below both cannot exceed the limit.
 _SWEEP = 16
 _decode_headers: Any = getattr(h2.connection, "_decode_headers", None)
+_INFORMATIONAL, _LENGTH = 1, 2  # _scan()
 _Table = dict[Any, tuple[Any, Any]]
 
 
@@ -151,18 +152,28 @@ def opens_stream(kind: int, flags: int, stream_id: int) -> bool:
             and stream_id & 1 == 1)
 
 
-def _informational(headers: list[Any]) -> bool:
-    """h2's ``is_informational_response``: a ``:status`` 1xx among the pseudo-headers."""
+def _scan(headers: list[tuple[bytes, bytes]]) -> int:
+    """What h2 would look for in a request's fields: _INFORMATIONAL if a ``:status`` 1xx is
+    among the pseudo-headers (h2's ``is_informational_response``), else _LENGTH if a
+    ``content-length`` field is present, else 0."""
+    pseudo = True
+    found = 0
     for name, value in headers:
-        if not name.startswith(b":"):
-            return False
-        if name == b":status":
-            return bool(value.startswith(b"1"))
-    return False
+        if pseudo:
+            if name.startswith(b":"):
+                if name == b":status":
+                    if value.startswith(b"1"):
+                        return _INFORMATIONAL
+                    pseudo = False
+                continue
+            pseudo = False
+        if name == b"content-length":
+            found = _LENGTH
+    return found
 
 
 def receive_request(conn: h2.connection.H2Connection, stream_id: int, block: bytes,
-                    end_stream: bool) -> list[Any]:
+                    end_stream: bool) -> list[tuple[bytes, bytes]]:
     """What ``receive_data`` does with such a HEADERS frame; returns the decoded headers."""
     try:
         streams = conn.streams
@@ -173,17 +184,19 @@ def receive_request(conn: h2.connection.H2Connection, stream_id: int, block: byt
                 if value + 1 > limit:
                     raise h2.exceptions.TooManyStreamsError(
                         f"Max inbound streams is {limit}, {value} open")
-        headers: list[Any] = _decode_headers(conn.decoder, block)
+        headers: list[tuple[bytes, bytes]] = _decode_headers(conn.decoder, block)
         _conn_step(conn.state_machine, _CONN_RECV_HEADERS, _CONN_INPUTS.RECV_HEADERS)
         stream = conn._begin_new_stream(stream_id, _ODD)
-        if _informational(headers):  # h2's own path (it refuses this on a server)
+        found = _scan(headers)
+        if found == _INFORMATIONAL:  # h2's own path (it refuses this on a server)
             stream.receive_headers(headers, end_stream, None)
             return headers
         machine = stream.state_machine
         _step(machine, _RECV_HEADERS, _STREAM_INPUTS.RECV_HEADERS)
         if end_stream:
             _step(machine, _RECV_END_STREAM, _STREAM_INPUTS.RECV_END_STREAM)
-        stream._initialize_content_length(headers)
+        if found == _LENGTH:  # without one, h2 expects no length: its initial state
+            stream._initialize_content_length(headers)
     except h2.exceptions.ProtocolError as exc:
         conn._terminate_connection(exc.error_code)
         raise
