@@ -10,6 +10,11 @@ cost of one request with start-up and imports cancelled out::
 
     .venv/bin/python benchmarks/count_h2.py                    # hello and json
     .venv/bin/python benchmarks/count_h2.py --scenarios hello --counts 500 1500
+    .venv/bin/python benchmarks/count_h2.py --build compiled pure
+
+``--build pure`` sets ``ASGI_WORKER_PURE=1``, so a compiled install runs its ``.py`` sources;
+``compiled`` (the default) runs the install as it is, and each line says which of the
+package's modules ran compiled (none for a pure install).
 
 Needs valgrind and h2 (``pip install -e '.[http2]'``); about two minutes per scenario.
 """
@@ -31,6 +36,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SCENARIOS = {"hello": "/", "json": "/json"}
 _COLLECTED = re.compile(rb"Collected\s*:\s*(\d+)")
+_COMPILED = re.compile(rb"^compiled: (.*)$", re.M)
 
 
 def encode_requests(path: str, count: int, batch: int) -> list[bytes]:
@@ -126,6 +132,9 @@ async def drive(chunks: list[bytes], count: int) -> None:
             await asyncio.sleep(0)
     assert server.requests == count, (server.requests, count)
     assert transport.out > 30 * count, transport.out
+    from asgi_worker._build import compiled_modules
+
+    print("compiled:", " ".join(compiled_modules("asgi_worker")) or "-", file=sys.stderr)
 
 
 def run_driver(request_file: str, count: int) -> None:
@@ -139,16 +148,28 @@ def run_driver(request_file: str, count: int) -> None:
 # -- the parent: encode, run callgrind twice, divide ------------------------------------------
 
 
-def callgrind(python: str, request_file: str, count: int, out_dir: str) -> int:
+def callgrind(python: str, request_file: str, count: int, out_dir: str,
+              pure: bool) -> tuple[int, str]:
+    """Instructions of one driver run, and the modules that ran compiled."""
     env = dict(os.environ, PYTHONHASHSEED="0", PYTHONPATH=str(REPO))
+    env.pop("ASGI_WORKER_PURE", None)
+    if pure:
+        env["ASGI_WORKER_PURE"] = "1"
+    build = "pure" if pure else "compiled"
     proc = subprocess.run(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_dir}/cg.{count}.out",
+        ["valgrind", "--tool=callgrind",
+         f"--callgrind-out-file={out_dir}/cg.{build}.{count}.out",
          python, str(Path(__file__).resolve()), "--driver", request_file, str(count)],
         capture_output=True, env=env, cwd=REPO)
     match = _COLLECTED.search(proc.stderr)
-    if proc.returncode or match is None:
+    compiled = _COMPILED.search(proc.stderr)
+    if proc.returncode or match is None or compiled is None:
         sys.exit(f"driver failed ({proc.returncode}):\n{proc.stderr.decode()[-3000:]}")
-    return int(match.group(1))
+    names = compiled.group(1).decode().split()
+    if names == ["-"]:
+        return int(match.group(1)), "none"
+    http2 = [name.rpartition(".")[2] for name in names if ".http2." in name]
+    return int(match.group(1)), f"{len(names)} (http2: {', '.join(http2) or 'none'})"
 
 
 def main(argv: list[str]) -> None:
@@ -160,6 +181,8 @@ def main(argv: list[str]) -> None:
     p.add_argument("--counts", nargs=2, type=int, default=[500, 1500], metavar=("N1", "N2"))
     p.add_argument("--batch", type=int, default=10, help="streams per read (h2load -m)")
     p.add_argument("--python", default=sys.executable, help="interpreter with asgi_worker")
+    p.add_argument("--build", nargs="+", default=["compiled"], choices=["compiled", "pure"],
+                   help="compiled: the install as it is; pure: ASGI_WORKER_PURE=1")
     p.add_argument("--keep", metavar="DIR", help="keep the callgrind files in DIR")
     args = p.parse_args(argv)
     n1, n2 = args.counts
@@ -168,15 +191,22 @@ def main(argv: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out_dir = args.keep or tmp
         for scenario in args.scenarios:
-            counts = []
+            request_files = []
             for n in (n1, n2):
                 request_file = os.path.join(tmp, f"{scenario}.{n}.pickle")
                 with open(request_file, "wb") as f:
                     pickle.dump(encode_requests(SCENARIOS[scenario], n, args.batch), f)
-                counts.append(callgrind(args.python, request_file, n, out_dir))
-            per = (counts[1] - counts[0]) / (n2 - n1)
-            print(f"{scenario}: {per:,.0f} instructions per HTTP/2 request "
-                  f"({counts[0]:,} for {n1}, {counts[1]:,} for {n2})", flush=True)
+                request_files.append(request_file)
+            for build in args.build:
+                counts = []
+                for n, request_file in zip((n1, n2), request_files):
+                    count, compiled = callgrind(args.python, request_file, n,
+                                                out_dir, build == "pure")
+                    counts.append(count)
+                per = (counts[1] - counts[0]) / (n2 - n1)
+                print(f"{scenario} {build}: {per:,.0f} instructions per HTTP/2 request "
+                      f"({counts[0]:,} for {n1}, {counts[1]:,} for {n2}); "
+                      f"compiled modules: {compiled}", flush=True)
 
 
 if __name__ == "__main__":

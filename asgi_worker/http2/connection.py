@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+import types
 from typing import TYPE_CHECKING, Any
 
 import h2.config
@@ -26,6 +27,14 @@ from hyperframe.frame import GoAwayFrame
 
 from ..http.cycle import RequestCycle
 from ..http.errors import RequestError
+from .fastpath import (
+    at_frame_boundary,
+    available,
+    next_frame,
+    opens_stream,
+    receive_request,
+)
+from .fastpath import send_response as fast_response
 from .hpack_cache import CachingDecoder, CachingEncoder
 from .limits import request_limits_error
 from .stream import H2Stream
@@ -55,25 +64,19 @@ _MAX_VALID = 16  # header lists remembered as valid, per connection
 _MAX_VALID_BYTES = 4096  # ... of at most this many bytes of names and values
 
 
-class _SilentLogger:
-    """h2's ``logger``: h2 calls it about ten times per request; its default, a Python
-    no-op method, costs a Python call each time, ``"".format`` (any arguments, returns ``""``)
-    a C call."""
-
-    __slots__ = ()
-    debug = trace = "".format
-
-
-_SILENT: Any = _SilentLogger()
+# h2's ``logger``: h2 calls it about ten times per request; its default, a Python no-op
+# method, costs a Python call each time, ``"".format`` (any arguments, returns ``""``) a C call.
+_SILENT: Any = types.SimpleNamespace(debug="".format, trace="".format)
 
 
 class H2Connection(asyncio.Protocol):
     """An HTTP/2 server connection; one :class:`H2Stream` and one ``RequestCycle`` per request."""
 
     __slots__ = (
-        "app", "closed", "deadline", "flood", "flood_start", "flush_scheduled", "forwarded_names",
-        "goaway_sent", "h2", "log", "loop", "origin", "reset_limit", "resets", "server",
-        "settings", "streams", "transport", "valid_headers", "websockets", "write_paused",
+        "app", "closed", "deadline", "fast", "flood", "flood_start", "flush_scheduled",
+        "forwarded_names", "goaway_sent", "h2", "log", "loop", "origin", "reset_limit",
+        "resets", "server", "settings", "streams", "transport", "valid_headers", "websockets",
+        "write_paused",
         "write_waiter",
     )
 
@@ -120,6 +123,7 @@ class H2Connection(asyncio.Protocol):
         # applies from the first HEADERS, not only once SETTINGS is acked.
         conn.encoder = CachingEncoder()
         conn.decoder = CachingDecoder(settings.http2_max_header_list_size)
+        self.fast = available(conn)  # fastpath.py: h2 has the internals it calls
 
     def start(self, data: bytes, upgrade: tuple[bytes, RequestCycle] | None = None) -> None:
         """Take over the transport from the HTTP/1.1 connection; ``data`` was read already.
@@ -151,18 +155,67 @@ class H2Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        conn = self.h2
+        if self.fast and at_frame_boundary(conn):
+            self._receive_fast(data)
+        else:
+            self._receive(data)
+        if not self.closed:
+            self._flush()
+
+    def _receive_fast(self, data: bytes) -> None:
+        """Whole HEADERS frames that open a stream go through fastpath.py, runs of other
+        frames (and a frame not complete yet) to h2's ``receive_data``, in the order they
+        came. h2 sees each run before the next fast frame is judged, so that frame is judged
+        on h2's state after everything before it."""
+        conn = self.h2
+        pos = slow = 0  # frames from ``slow`` to ``pos`` are for h2
+        while True:
+            length, kind, flags, stream_id = next_frame(data, pos)
+            if length < 0:
+                break
+            start = pos + 9
+            if opens_stream(kind, flags, stream_id):
+                if slow < pos:
+                    if not self._receive(data[slow:pos]) or self.closed:
+                        return
+                    slow = pos
+                    if not at_frame_boundary(conn):  # h2 waits for CONTINUATION
+                        break
+                if stream_id > conn.highest_inbound_stream_id and (
+                        length <= conn.max_inbound_frame_size):
+                    end_stream = bool(flags & 1)
+                    try:
+                        headers = receive_request(conn, stream_id, data[start:start + length],
+                                                  end_stream)
+                    except h2.exceptions.ProtocolError as exc:
+                        self._protocol_error(exc)
+                        return
+                    self._on_request(stream_id, headers, end_stream)
+                    if self.closed:
+                        return
+                    slow = start + length
+            pos = start + length
+        if slow < len(data):
+            self._receive(data[slow:] if slow else data)
+
+    def _protocol_error(self, exc: Exception) -> None:
+        # h2 queued the GOAWAY with the error code RFC 9113 gives this error.
+        self.log.debug("HTTP/2 protocol error from %s: %s", self.origin.peer(), exc)
+        self._flush()
+        self._close()
+
+    def _receive(self, data: bytes) -> bool:
+        """Feed h2 and act on its events; False once the connection is being closed."""
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
-            # h2 queued the GOAWAY with the error code RFC 9113 gives this error.
-            self.log.debug("HTTP/2 protocol error from %s: %s", self.origin.peer(), exc)
-            self._flush()
-            self._close()
-            return
+            self._protocol_error(exc)
+            return False
         for event in events:
             kind = type(event)
             if kind is h2.events.RequestReceived:
-                self._on_request(event)  # type: ignore[arg-type]
+                self._on_request_event(event)  # type: ignore[arg-type]
             elif kind is h2.events.DataReceived:
                 stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
                 if stream is not None:
@@ -187,13 +240,13 @@ class H2Connection(asyncio.Protocol):
                     stream.on_reset()
                     self.resets += 1
                     if self.resets > self.reset_limit and self._flooded():
-                        return
+                        return False
                     self._maybe_idle()
                 elif event.stream_id in self.websockets:  # type: ignore[attr-defined]
                     self.websockets[event.stream_id].on_reset()  # type: ignore[attr-defined]
                     self.resets += 1
                     if self.resets > self.reset_limit and self._flooded():
-                        return
+                        return False
             elif kind is h2.events.TrailersReceived:
                 stream_id = event.stream_id  # type: ignore[attr-defined]
                 if not self._valid_headers(event.headers, _TRAILER_FLAGS, False):  # type: ignore[attr-defined]
@@ -206,13 +259,13 @@ class H2Connection(asyncio.Protocol):
             elif kind is h2.events.ConnectionTerminated:
                 self._flush()
                 self._close()
-                return
+                return False
             if kind in _CONTROL or (kind is h2.events.DataReceived
                                     and not event.data):  # type: ignore[attr-defined]
                 self.flood += 1
                 if self.flood > FLOOD_LIMIT and self._flooded():
-                    return
-        self._flush()
+                    return False
+        return True
 
     def _flooded(self) -> bool:
         """Over a flood limit: within the second since counting began, cut the connection."""
@@ -232,12 +285,7 @@ class H2Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.server.connection_lost(self)
-        streams = tuple(self.streams.values())
-        self.streams.clear()
-        for stream in streams:
-            stream.on_reset()
-        for websocket in tuple(self.websockets.values()):
-            websocket.on_reset()
+        self._disconnect_streams()
         waiter = self.write_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -269,10 +317,12 @@ class H2Connection(asyncio.Protocol):
 
     # -- requests ------------------------------------------------------------------------------
 
-    def _on_request(self, event: h2.events.RequestReceived) -> None:
-        stream_id = event.stream_id
+    def _on_request_event(self, event: h2.events.RequestReceived) -> None:
+        self._on_request(event.stream_id or 0, event.headers or [], event.stream_ended is not None)
+
+    def _on_request(self, stream_id: int, request_headers: list[Any], ended: bool) -> None:
         try:
-            valid = self._valid_headers(event.headers, _REQUEST_FLAGS, True)
+            valid = self._valid_headers(request_headers, _REQUEST_FLAGS, True)
         except RequestError as exc:  # over a limit_request_* setting (limits.py)
             if self.goaway_sent:
                 self.reset(stream_id, _REFUSED_STREAM)
@@ -290,7 +340,7 @@ class H2Connection(asyncio.Protocol):
         forwarded = expect_100 = False
         cookies: list[bytes] | None = None
         names = self.forwarded_names
-        for name, value in event.headers or ():
+        for name, value in request_headers:
             if name[0] == 58:  # b":"
                 if name == b":method":
                     method = value
@@ -320,15 +370,13 @@ class H2Connection(asyncio.Protocol):
         if authority:
             headers.insert(0, (b"host", authority))
         if method == b"CONNECT":
-            open_websocket(self, stream_id, protocol, path, headers, forwarded,
-                           event.stream_ended is not None)
+            open_websocket(self, stream_id, protocol, path, headers, forwarded, ended)
             return
         try:
             scope = self.origin.build_scope(method, path, "2", headers, forwarded)
         except RequestError as exc:
             self.refuse(stream_id, 400, exc.detail or exc.key)
             return
-        ended = event.stream_ended is not None
         stream = H2Stream(self, stream_id)
         stream.request_done = ended
         cycle = RequestCycle(stream, scope, True, expect_100, not ended)
@@ -405,6 +453,15 @@ class H2Connection(asyncio.Protocol):
             self.reset(stream_id, _PROTOCOL_ERROR)
         self.schedule_flush()
 
+    def send_whole(self, stream_id: int, headers: list[tuple[bytes, bytes]],
+                   body: bytes) -> bool:
+        """A whole response (HEADERS, at most one DATA) at once through fastpath.py; False,
+        with nothing sent, where the windows or the peer's frame size do not admit ``body``."""
+        if not self.fast or not fast_response(self.h2, stream_id, headers, body):
+            return False
+        self.schedule_flush()
+        return True
+
     def stream_complete(self, stream: H2Stream) -> None:
         """A stream's response is sent (or abandoned): forget it."""
         self.streams.pop(stream.stream_id, None)
@@ -462,6 +519,17 @@ class H2Connection(asyncio.Protocol):
         if not self.closed and self.transport is not None:
             self.closed = True
             self.transport.close()
+            # h2's state refuses every frame now: the apps in flight see http.disconnect
+            # (rather than h2's ProtocolError on their next send).
+            self._disconnect_streams()
+
+    def _disconnect_streams(self) -> None:
+        streams = tuple(self.streams.values())
+        self.streams.clear()
+        for stream in streams:
+            stream.on_reset()
+        for websocket in tuple(self.websockets.values()):
+            websocket.on_reset()
 
     # -- deadlines, drain, the server's requests ---------------------------------------------
 

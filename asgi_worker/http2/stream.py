@@ -230,6 +230,12 @@ class H2Stream:
         conn = self.conn
         response = self.response
         if response is not None:
+            if (not more_body and not self.no_body and self.length_left in (-1, len(body))
+                    and conn.send_whole(self.stream_id, response, body)):
+                self.response = None
+                cycle.bytes_sent += len(body)
+                cycle.finish()
+                return
             self.response = None
             end = self.no_body or (not body and not more_body)
             conn.h2.send_headers(self.stream_id, response, end_stream=end)
