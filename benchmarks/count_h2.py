@@ -199,7 +199,7 @@ def main(argv: list[str]) -> None:
                 request_files.append(request_file)
             for build in args.build:
                 counts = []
-                for n, request_file in zip((n1, n2), request_files):
+                for n, request_file in zip((n1, n2), request_files, strict=True):
                     count, compiled = callgrind(args.python, request_file, n,
                                                 out_dir, build == "pure")
                     counts.append(count)
