@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import gunicorn
@@ -44,6 +45,9 @@ GUNICORN_MAJOR = int(gunicorn.__version__.split(".")[0])
 NO_CONTROL_SOCKET = (["--no-control-socket"] if "control_socket_disable" in Config().settings
                      else [])
 _LISTENING = re.compile(r"Listening at: \S+?://[^\s:]+:(\d+)")
+# How often a wait for a server's log line looks again: reading a small file is cheap, and a
+# server start is waited for hundreds of times in a run.
+_POLL = 0.01
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -104,6 +108,7 @@ class GunicornServer:
                                      stderr=subprocess.STDOUT, pass_fds=pass_fds)
         self.pid = self.proc.pid
         self.port = 0
+        self._workers_at_stop: list[int] | None = None
         if wait_ready:
             self.wait_ready(workers, ready_timeout)
 
@@ -123,7 +128,7 @@ class GunicornServer:
                 return text
             if self.proc.poll() is not None:
                 break
-            time.sleep(0.05)
+            time.sleep(_POLL)
         raise AssertionError(f"{pattern!r} x{count} not in log within {timeout}s "
                              f"(exit={self.proc.poll()}):\n{self.log()[-4000:]}")
 
@@ -151,20 +156,61 @@ class GunicornServer:
     def signal(self, sig: int) -> None:
         os.kill(self.pid, sig)
 
-    def stop(self, timeout: float = 15.0) -> int | None:
-        if self.proc.poll() is None:
-            workers = self.worker_pids()
+    def terminate(self) -> None:
+        """Ask the arbiter to stop (SIGTERM, once); ``stop()`` waits for it."""
+        if self._workers_at_stop is None and self.proc.poll() is None:
+            self._workers_at_stop = self.worker_pids()
             self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """Stop the server and wait for its exit; kill it (and its workers) after ``timeout``."""
+        if self.proc.poll() is None:
+            self.terminate()
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-                for pid in workers:  # an arbiter killed outright leaves its workers behind
+                for pid in self._workers_at_stop or []:  # a killed arbiter leaves its workers
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
         self._log.close()
         return self.proc.returncode
+
+
+class _Stopper:
+    """Finishes the stop of servers a test is done with while the next tests run.
+
+    A test's servers get SIGTERM together when it ends; waiting for their exit (Gunicorn's
+    arbiter polls its workers every 0.1 s while it stops) happens on a thread, so the next test
+    does not wait for it. Nothing is lost: the fixture never looked at the exit status, and
+    ``drain()`` waits for every server (killing what outlives its timeout) before the session
+    ends. A test that asserts how a server stops calls ``stop()`` itself, as before.
+    """
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: list[Future[int | None]] = []
+
+    def submit(self, servers: list[GunicornServer]) -> None:
+        for server in servers:
+            server.terminate()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="stop-server")
+        self._pending = [future for future in self._pending if not future.done()]
+        self._pending.extend(self._pool.submit(server.stop) for server in servers)
+
+    def drain(self) -> None:
+        for future in self._pending:
+            future.result()
+        self._pending = []
+
+
+_STOPPER = _Stopper()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    _STOPPER.drain()
 
 
 @pytest.fixture
@@ -206,11 +252,17 @@ def start_server(tmp_path: Path) -> Iterator[object]:
         return server
 
     yield start
-    for server in servers:
-        server.stop()
+    _STOPPER.submit(servers)
 
 
 @pytest.fixture
 def server(start_server, worker_class):  # type: ignore[no-untyped-def]
     """The basic test app served by each worker class."""
     return start_server("tests.apps.basic:app", worker=worker_class)
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (the README's command): two test processes per core. A test spends most of
+    its time waiting on the servers it started (start-up, replies, timeouts it provokes), so
+    one process per core leaves the cores idle half the time."""
+    return 2 * (os.cpu_count() or 1)

@@ -96,7 +96,10 @@ def read_response(sock: Conn, timeout: float = 5.0) -> tuple[int, dict[str, str]
         if not data:
             raise ConnectionError(f"closed before a full head: {buffer!r}")
         buffer += data
-    head, _, rest = buffer.partition(b"\r\n\r\n")
+    head, _, first = buffer.partition(b"\r\n\r\n")
+    # A bytearray: the body grows in place (``bytes +=`` copies it all on every read, which
+    # made a 64 MiB body cost minutes of CPU).
+    rest = bytearray(first)
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
     headers: dict[str, str] = {}
@@ -104,7 +107,7 @@ def read_response(sock: Conn, timeout: float = 5.0) -> tuple[int, dict[str, str]
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     if status in (100, 101):
-        sock.buffer = rest + sock.buffer
+        sock.buffer = bytes(rest) + sock.buffer
         return status, headers, b""
     if "content-length" in headers:
         length = int(headers["content-length"])
@@ -113,23 +116,24 @@ def read_response(sock: Conn, timeout: float = 5.0) -> tuple[int, dict[str, str]
             if not data:
                 break
             rest += data
-        sock.buffer = rest[length:] + sock.buffer
-        return status, headers, rest[:length]
+        sock.buffer = bytes(rest[length:]) + sock.buffer
+        return status, headers, bytes(rest[:length])
     if headers.get("transfer-encoding") == "chunked":
-        body = b""
+        body = bytearray()
         while True:
             while b"\r\n" not in rest:
                 rest += sock.recv(65536)
-            size_line, _, rest = rest.partition(b"\r\n")
-            size = int(size_line, 16)
+            end = rest.index(b"\r\n")
+            size = int(rest[:end], 16)
+            del rest[:end + 2]
             while len(rest) < size + 2:
                 rest += sock.recv(65536)
             body += rest[:size]
-            rest = rest[size + 2:]
+            del rest[:size + 2]
             if size == 0:
-                sock.buffer = rest + sock.buffer
-                return status, headers, body
-    return status, headers, rest + read_until_close(sock, timeout)
+                sock.buffer = bytes(rest) + sock.buffer
+                return status, headers, bytes(body)
+    return status, headers, bytes(rest) + read_until_close(sock, timeout)
 
 
 def status_of(response: bytes) -> int:

@@ -69,7 +69,8 @@ def test_a_16_bit_length_even_when_not_minimal() -> None:
     client_frame(0x2, b"x" * 200)[:-1],                   # incomplete
     b"\x82\x03abc",                                       # unmasked client frame
     b"\x82",
-])
+], ids=["invalid-utf8", "fragment", "continuation", "ping", "close", "rsv1", "64-bit-length",
+        "incomplete", "unmasked", "one-byte"])  # ids, not the random masks: the same every run
 def test_every_other_frame_is_left_to_websockets(data: bytes) -> None:
     assert read_simple_frame(data, 0, 1 << 20) is None
 
