@@ -133,21 +133,25 @@ def without_control_client_cuts(log: str) -> str:
     ``CancelledError`` traceback from ``gunicorn/ctl/server.py`` in the arbiter's log. That is
     the arbiter's control plane, not this worker; any other traceback still counts.
     """
+    start = "Traceback (most recent call last)"
     kept: list[str] = []
-    block: list[str] = []
+    block: list[str] = []  # the traceback being read (until the next log line)
+
+    def keep_block() -> None:
+        text = "".join(block)
+        if not ("gunicorn/ctl/server.py" in text and "CancelledError" in text):
+            kept.append(text)
+        block.clear()
+
     for line in log.splitlines(keepends=True):
-        if line.startswith("[") or not block and "Traceback (most recent call last)" not in line:
-            if block and not ("gunicorn/ctl/server.py" in "".join(block)
-                              and "CancelledError" in "".join(block)):
-                kept.extend(block)
-            block = []
-            if "Traceback (most recent call last)" not in line:
-                kept.append(line)
-                continue
-        block.append(line)
-    if block and not ("gunicorn/ctl/server.py" in "".join(block)
-                      and "CancelledError" in "".join(block)):
-        kept.extend(block)
+        if block and line.startswith("["):
+            keep_block()
+        if block or start in line:
+            block.append(line)
+        else:
+            kept.append(line)
+    if block:
+        keep_block()
     return "".join(kept)
 
 
