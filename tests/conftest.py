@@ -261,6 +261,7 @@ def server(start_server, worker_class):  # type: ignore[no-untyped-def]
     return start_server("tests.apps.basic:app", worker=worker_class)
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest without pytest-xdist still runs the suite
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto`` (the README's command): two test processes per core. A test spends most of
     its time waiting on the servers it started (start-up, replies, timeouts it provokes), so

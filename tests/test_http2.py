@@ -365,3 +365,76 @@ def test_upgrade_h2c_from_an_untrusted_peer_is_answered_over_http11(  # type: ig
     response = httpx.get(f"{srv.url}/", headers={"Connection": "Upgrade, HTTP2-Settings",
                                                  "Upgrade": "h2c", "HTTP2-Settings": "AAMAAABk"})
     assert (response.status_code, response.http_version) == (200, "HTTP/1.1")
+
+
+def _reset(events: list[object], stream_id: int) -> object:
+    import h2.events
+
+    return next((e for e in events if isinstance(e, h2.events.StreamReset)
+                 and e.stream_id == stream_id), None)
+
+
+def _open_post(client: RawH2, headers: list[tuple[bytes, bytes]] = ()) -> int:  # type: ignore[assignment]
+    """HEADERS of a POST to ``/`` (answered without reading the body), no END_STREAM."""
+    stream_id = client.h2.get_next_available_stream_id()
+    client.h2.send_headers(stream_id, [(b":method", b"POST"), (b":path", b"/"),
+                                       (b":scheme", b"http"), (b":authority", b"localhost"),
+                                       *headers])
+    client.sock.sendall(client.h2.data_to_send())
+    return stream_id
+
+
+@needs_http2_settings
+def test_a_body_that_contradicts_its_content_length_after_the_response_is_an_error(  # type: ignore[no-untyped-def]
+        start_server, worker_class) -> None:
+    """RFC 9113 section 8.1.1: DATA that contradicts content-length makes the request
+    malformed, also when the app answered before the body came (an early response must not
+    turn the client's protocol error into a silently dropped body)."""
+    import h2.errors
+
+    srv = _h2c(start_server, worker_class)
+    client = RawH2(srv.port)
+    try:
+        stream_id = _open_post(client, [(b"content-length", b"10")])
+        client.read(_ended(stream_id))  # answered before any of the body
+        assert _reset(client.events, stream_id) is None, client.events
+        client.h2.send_data(stream_id, b"x" * 20, end_stream=True)  # 20 bytes, not 10
+        client.sock.sendall(client.h2.data_to_send())
+        events = client.read(lambda ev: _reset(ev, stream_id) is not None or _goaway(ev)
+                             is not None or "closed" in ev)
+        reset, goaway = _reset(events, stream_id), _goaway(events)
+        codes = {getattr(reset, "error_code", None), getattr(goaway, "error_code", None)}
+        assert h2.errors.ErrorCodes.PROTOCOL_ERROR in codes, events
+    finally:
+        client.close()
+
+
+@needs_http2_settings
+def test_an_unread_upload_after_the_response_is_dropped_then_stopped(  # type: ignore[no-untyped-def]
+        start_server, worker_class) -> None:
+    """The rest of a request nobody reads is acknowledged and dropped up to one window, then
+    RST_STREAM NO_ERROR asks the client to stop; the connection goes on."""
+    import h2.errors
+
+    srv = _h2c(start_server, worker_class)
+    client = RawH2(srv.port)
+    try:
+        stream_id = _open_post(client)
+        client.read(_ended(stream_id))
+        sent = 0
+        while sent < 1 << 20 and _reset(client.events, stream_id) is None:
+            window = min(client.h2.local_flow_control_window(stream_id), 16384)
+            if window > 0:
+                client.h2.send_data(stream_id, b"u" * window)
+                client.sock.sendall(client.h2.data_to_send())
+                sent += window
+            client.read(lambda ev: _reset(ev, stream_id) is not None, timeout=0.2)
+        reset = _reset(client.events, stream_id)
+        assert reset is not None, f"no reset after {sent} bytes"
+        assert reset.error_code == h2.errors.ErrorCodes.NO_ERROR  # type: ignore[attr-defined]
+        assert 65_535 <= sent < 1 << 20
+        again = client.request("/scope")
+        client.read(_ended(again))
+        assert b'"http_version": "2"' in _body(client.events, again)
+    finally:
+        client.close()

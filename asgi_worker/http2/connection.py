@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from ..http.connection import HTTPConnection
 
 _NO_ERROR, _PROTOCOL_ERROR, _INTERNAL_ERROR, _REFUSED_STREAM, _CANCEL = 0, 1, 2, 7, 8
+# Bytes of a request body read and dropped after its response is complete, before RST_STREAM.
+_DISCARD_ALLOWANCE = 65_535
 _ENHANCE_YOUR_CALM = 11
 # Frames that cost the worker work but carry no request (PING, SETTINGS, PRIORITY, empty DATA,
 # unknown frames, RST_STREAM of a stream being served: CVE-2023-44487 and the floods of
@@ -73,7 +75,8 @@ class H2Connection(asyncio.Protocol):
     """An HTTP/2 server connection; one :class:`H2Stream` and one ``RequestCycle`` per request."""
 
     __slots__ = (
-        "app", "closed", "deadline", "fast", "flood", "flood_start", "flush_scheduled",
+        "app", "closed", "deadline", "discarding", "fast", "flood", "flood_start",
+        "flush_scheduled",
         "forwarded_names", "goaway_sent", "h2", "log", "loop", "origin", "reset_limit",
         "resets", "server", "settings", "streams", "transport", "valid_headers", "websockets",
         "write_paused",
@@ -93,6 +96,7 @@ class H2Connection(asyncio.Protocol):
         self.streams: dict[int, H2Stream] = {}
         self.websockets: dict[int, H2WebSocket] = {}  # RFC 8441 streams (websocket.py)
         self.valid_headers: set[tuple[Any, ...]] = set()
+        self.discarding: dict[int, int] = {}  # answered streams still sending: bytes allowed
         self.closed = False
         self.deadline = 0.0
         self.flush_scheduled = False
@@ -224,8 +228,8 @@ class H2Connection(asyncio.Protocol):
                     self.websockets[event.stream_id].feed(  # type: ignore[attr-defined]
                         event.data, event.flow_controlled_length)  # type: ignore[attr-defined]
                 else:
-                    self.acknowledge(event.stream_id,  # type: ignore[attr-defined]
-                                     event.flow_controlled_length)  # type: ignore[attr-defined]
+                    self._discard(event.stream_id,  # type: ignore[attr-defined]
+                                  event.flow_controlled_length)  # type: ignore[attr-defined]
             elif kind is h2.events.StreamEnded:
                 stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
                 if stream is not None:
@@ -234,6 +238,8 @@ class H2Connection(asyncio.Protocol):
                         stream.cycle.end_body()
                 elif event.stream_id in self.websockets:  # type: ignore[attr-defined]
                     self.websockets[event.stream_id].end_received()  # type: ignore[attr-defined]
+                elif self.discarding:
+                    self.discarding.pop(event.stream_id, None)  # type: ignore[attr-defined]
             elif kind is h2.events.StreamReset:
                 stream = self.streams.pop(event.stream_id, None)  # type: ignore[attr-defined]
                 if stream is not None:
@@ -242,6 +248,8 @@ class H2Connection(asyncio.Protocol):
                     if self.resets > self.reset_limit and self._flooded():
                         return False
                     self._maybe_idle()
+                elif self.discarding and event.stream_id in self.discarding:  # type: ignore[attr-defined]
+                    del self.discarding[event.stream_id]  # type: ignore[attr-defined]
                 elif event.stream_id in self.websockets:  # type: ignore[attr-defined]
                     self.websockets[event.stream_id].on_reset()  # type: ignore[attr-defined]
                     self.resets += 1
@@ -467,9 +475,25 @@ class H2Connection(asyncio.Protocol):
         self.streams.pop(stream.stream_id, None)
         if not stream.request_done:
             # RFC 9113 section 8.1: the response is complete; the rest of the request is not
-            # wanted.
-            self.reset(stream.stream_id, _NO_ERROR)
+            # wanted. What is already on its way (up to one default window) is read and
+            # dropped, still checked by h2 (a content-length it contradicts, a bad trailer
+            # block is the client's error, as the RFC says); past that, RST_STREAM NO_ERROR
+            # asks the client to stop. The stream keeps counting toward the client's
+            # concurrency limit meanwhile, and an idle connection still closes.
+            self.discarding[stream.stream_id] = _DISCARD_ALLOWANCE
         self._maybe_idle()
+
+    def _discard(self, stream_id: int, size: int) -> None:
+        """Request body nobody will read: acknowledged and dropped, within the allowance."""
+        self.acknowledge(stream_id, size)
+        left = self.discarding.get(stream_id)
+        if left is not None:
+            left -= size
+            if left > 0:
+                self.discarding[stream_id] = left
+            else:
+                del self.discarding[stream_id]
+                self.reset(stream_id, _NO_ERROR)
 
     def acknowledge(self, stream_id: int, size: int) -> None:
         """Request body bytes were consumed: let the peer send as many more."""
