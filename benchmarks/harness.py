@@ -325,7 +325,7 @@ def summarize(samples: dict[str, dict[str, list[Measurement]]]) -> dict[str, Any
                 "requests": _median([r.get("ops") for r in runs]),
                 "rounds": len(runs),
             }
-            for key in SOAK_FIELDS:
+            for key in (*SOAK_FIELDS, "cpu_ms_per_mib"):
                 if any(key in r for r in runs):
                     row[key] = _median([r.get(key) for r in runs])
     return out
