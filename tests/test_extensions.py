@@ -50,19 +50,23 @@ def srv(worker_class: str, tmp_path_factory: pytest.TempPathFactory
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    directory = tmp_path_factory.mktemp("files")
+def make_files(directory: Path, big_mib: int) -> dict[str, Path]:
+    """A small file, a big one of ``big_mib`` MiB (each MiB different) and an empty one."""
     small = directory / "small.bin"
     small.write_bytes(bytes(range(256)) * 40 + b"end")  # 10,243 bytes
     big = directory / "big.bin"
     block = os.urandom(1 << 20)
     with open(big, "wb") as file:
-        for index in range(64):  # 64 MiB, each MiB different
+        for index in range(big_mib):
             file.write(bytes([index]) + block[1:])
     empty = directory / "empty.bin"
     empty.write_bytes(b"")
     return {"small": small, "big": big, "empty": empty, "dir": directory}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return make_files(tmp_path_factory.mktemp("files"), 64)
 
 
 def q(path: Path | str) -> str:

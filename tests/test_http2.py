@@ -13,6 +13,7 @@ import pytest
 from gunicorn.config import Config
 
 from tests.conftest import ROOT
+from tests.h2frames import whole_frames
 
 
 @pytest.fixture(scope="module")
@@ -131,13 +132,8 @@ class RawH2:
                 self.events.append("closed")
                 break
             self.buffer += data
-            # Frame by frame: h2's client refuses every frame after a GOAWAY, while a graceful
-            # GOAWAY lets the streams it names finish (RFC 9113 section 6.8).
-            while len(self.buffer) >= 9:
-                size = 9 + int.from_bytes(self.buffer[:3], "big")
-                if len(self.buffer) < size:
-                    break
-                frame, self.buffer = self.buffer[:size], self.buffer[size:]
+            frames, self.buffer = whole_frames(self.buffer)
+            for frame in frames:
                 for event in self.h2.receive_data(frame):
                     self.events.append(event)
                     if isinstance(event, h2.events.DataReceived):

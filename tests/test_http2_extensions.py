@@ -16,13 +16,14 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 import pytest
 from gunicorn.config import Config
 
 from tests.conftest import WORKERS, GunicornServer
+from tests.h2frames import whole_frames
+from tests.test_extensions import make_files, q
 
 try:
     import h2.config
@@ -79,21 +80,7 @@ def tls_srv(worker_class: str, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    directory = tmp_path_factory.mktemp("files")
-    small = directory / "small.bin"
-    small.write_bytes(bytes(range(256)) * 40 + b"end")  # 10,243 bytes
-    big = directory / "big.bin"
-    block = os.urandom(1 << 20)
-    with open(big, "wb") as file:
-        for index in range(32):  # 32 MiB, each MiB different
-            file.write(bytes([index]) + block[1:])
-    empty = directory / "empty.bin"
-    empty.write_bytes(b"")
-    return {"small": small, "big": big, "empty": empty, "dir": directory}
-
-
-def q(path: Path | str) -> str:
-    return quote(str(path), safe="")
+    return make_files(tmp_path_factory.mktemp("files"), 32)
 
 
 def h2c_client(**kwargs: Any) -> httpx.Client:
@@ -183,13 +170,8 @@ class H2Client:
                 self.closed = True
                 return
             self.buffer += data
-            # Frame by frame: h2's client refuses every frame after a GOAWAY, while a graceful
-            # GOAWAY lets the streams it names finish (RFC 9113 section 6.8).
-            while len(self.buffer) >= 9:
-                size = 9 + int.from_bytes(self.buffer[:3], "big")
-                if len(self.buffer) < size:
-                    break
-                frame, self.buffer = self.buffer[:size], self.buffer[size:]
+            frames, self.buffer = whole_frames(self.buffer)
+            for frame in frames:
                 for event in self.h2.receive_data(frame):
                     self._record(event)
             try:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import WORKERS, GunicornServer
+from tests.h2frames import whole_frames
 from tests.test_http2 import _tls_client, needs_http2_settings
 from tests.test_websocket import wait_for_lines
 
@@ -152,13 +153,8 @@ class H2WebSocketClient:
                 self.closed = True
                 return bool(until())
             self.buffer += data
-            # Frame by frame: h2's client refuses every frame after a GOAWAY, while a graceful
-            # GOAWAY lets the streams it names finish (RFC 9113 section 6.8).
-            while len(self.buffer) >= 9:
-                size = 9 + int.from_bytes(self.buffer[:3], "big")
-                if len(self.buffer) < size:
-                    break
-                frame, self.buffer = self.buffer[:size], self.buffer[size:]
+            frames, self.buffer = whole_frames(self.buffer)
+            for frame in frames:
                 for event in self.h2.receive_data(frame):
                     self._on_event(event)
                     if isinstance(event, h2_events.ConnectionTerminated):

@@ -98,3 +98,63 @@ def test_ttin_adds_and_ttou_drains_a_worker_without_loss(start_server, worker_cl
     assert len(shrunk) == 2 and result.done, (shrunk, result)
     assert len(srv.worker_pids()) == 2
     assert result.failed == 0, (result, srv.log()[-3000:])
+
+
+def _h2_load_with(port: int, until: Callable[[LoadResult], bool], action,  # type: ignore[no-untyped-def]
+                  interval: float) -> tuple[LoadResult, int]:
+    from tests.load_h2 import run_h2_load
+
+    stop = threading.Event()
+
+    def repeat() -> None:
+        while not stop.wait(interval):
+            action()
+
+    thread = threading.Thread(target=repeat, daemon=True)
+    if action is not None:
+        thread.start()
+    try:
+        return asyncio.run(run_h2_load(port, connections=16, duration=LOAD_BOUND, until=until))
+    finally:
+        stop.set()
+        if action is not None:
+            thread.join(5)
+
+
+def _h2c_server(start_server, worker_class, *args: str):  # type: ignore[no-untyped-def]
+    pytest.importorskip("h2")
+    return start_server("tests.apps.basic:app", "--http-protocols", "h2,h1",
+                        "--http2-cleartext", "prior-knowledge", *args, worker=worker_class,
+                        workers=2)
+
+
+def test_http2_max_requests_recycling_loses_nothing(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
+    """``max_requests`` counts streams; a recycling worker's GOAWAY names the last stream it
+    answers, and what the client sent after it is retried elsewhere (RFC 9113 8.7)."""
+    srv = _h2c_server(start_server, worker_class, "--max-requests", "200",
+                      "--max-requests-jitter", "50")
+
+    def recycles() -> int:
+        return srv.log().count("Autorestarting worker")
+
+    result, retried = _h2_load_with(srv.port, lambda r: r.ok >= 5_000 and recycles() >= 20,
+                                    None, 1.0)
+    recycled = recycles()
+    print(f"\nh2 max_requests {worker_class}: {result}, {recycled} recycles, {retried} retried")
+    assert result.failed == 0, (result, srv.log()[-3000:])
+    assert recycled >= 20, f"only {recycled} recycles in {result.sent} requests"
+    assert result.ok >= 5_000
+
+
+def test_http2_sighup_reload_under_load_loses_nothing(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
+    srv = _h2c_server(start_server, worker_class)
+
+    def reloads() -> int:
+        return srv.log().count("Handling signal: hup")
+
+    result, retried = _h2_load_with(srv.port, lambda r: r.ok >= 1000 and reloads() >= 4,
+                                    lambda: srv.signal(signal.SIGHUP), 2.0)
+    print(f"\nh2 sighup {worker_class}: {result}, {retried} retried")
+    assert reloads() >= 4
+    assert result.failed == 0, (result, srv.log()[-3000:])
+    assert result.ok >= 1000
