@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 import socket
 import ssl
 import subprocess
@@ -434,3 +436,36 @@ def test_an_unread_upload_after_the_response_is_dropped_then_stopped(  # type: i
         assert b'"http_version": "2"' in _body(client.events, again)
     finally:
         client.close()
+
+
+def _h2load(url: str, requests: int) -> str:
+    """nghttp2's h2load (Debian's nghttp2-client): 8 connections x 10 streams, ``requests``
+    requests in all; its summary."""
+    h2load = shutil.which("h2load")
+    if h2load is None:
+        pytest.skip("h2load not installed (apt-get install nghttp2-client)")
+    done = subprocess.run([h2load, "-c", "8", "-m", "10", "-n", str(requests), url],
+                          capture_output=True, text=True, timeout=120, check=False)
+    return done.stdout + done.stderr
+
+
+@needs_http2_settings
+@pytest.mark.parametrize("transport", ["h2c", "tls"])
+def test_h2load_gets_every_answer(start_server, worker_class, certificate,  # type: ignore[no-untyped-def]
+                                  transport: str) -> None:
+    """A real HTTP/2 client under load: every request answered 2xx, over h2c prior knowledge
+    and over TLS with ALPN h2."""
+    if transport == "tls":
+        cert, key = certificate
+        srv = start_server("tests.apps.http2:app", "--certfile", str(cert), "--keyfile",
+                           str(key), "--http-protocols", "h2,h1", worker=worker_class)
+        url = f"https://127.0.0.1:{srv.port}/"
+    else:
+        srv = _h2c(start_server, worker_class)
+        url = f"{srv.url}/"
+    summary = _h2load(url, 4000)
+    assert "Application protocol: h2" in summary, summary  # h2c, or h2 by ALPN
+    assert re.search(r"requests: 4000 total, 4000 started, 4000 done, 4000 succeeded, "
+                     r"0 failed, 0 errored, 0 timeout", summary), summary
+    assert re.search(r"status codes: 4000 2xx", summary), summary
+    assert "Traceback" not in srv.log()
