@@ -347,7 +347,7 @@ def test_app_closes_with_code_and_reason(srv: GunicornServer, tmp_path: Path) ->
             return ws.protocol.close_code, ws.protocol.close_reason
 
     assert run(session()) == (4001, "see you")
-    lines = wait_for_lines(marker, "after close")
+    lines = wait_for_lines(marker, "^after close ")
     # ASGI 2.4: send() on a closed connection raises an OSError subclass.
     assert "send after close: WebSocketDisconnected OSError" in lines
     assert "after close websocket.disconnect 4001" in lines
