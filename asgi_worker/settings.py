@@ -88,6 +88,7 @@ class Settings:
     pre_request: Callable[..., Any] | None = None
     post_request: Callable[..., Any] | None = None
     # WebSocket
+    http2_fastpath: bool = True
     ws_enabled: bool = True
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 20.0
@@ -170,6 +171,7 @@ def from_cfg(cfg: Any, *, parser: str, max_requests: int, log: Any = None) -> Se
         access_log_fast=_fast_access_log(cfg, log),
         pre_request=_custom_hook(cfg, "pre_request"),
         post_request=_custom_hook(cfg, "post_request"),
+        http2_fastpath=_bool(env.get("HTTP2_FASTPATH", "on"), "HTTP2_FASTPATH"),
         ws_enabled=_bool(env.get("WS", "on"), "WS"),
         ws_ping_interval=_non_negative(env.get("WS_PING_INTERVAL", "20"), "WS_PING_INTERVAL"),
         ws_ping_timeout=_non_negative(env.get("WS_PING_TIMEOUT", "20"), "WS_PING_TIMEOUT"),
@@ -333,7 +335,7 @@ def _bounded(value: Any, name: str, low: int, high: int) -> int:
 KNOWN_ENV = frozenset({
     "HTTP_PARSER", "LOOP", "LIFESPAN", "HEADER_TIMEOUT", "BODY_TIMEOUT", "SEND_TIMEOUT",
     "MAX_BODY_SIZE", "WS", "WS_PING_INTERVAL", "WS_PING_TIMEOUT", "WS_MAX_MESSAGE_SIZE",
-    "WS_PER_MESSAGE_DEFLATE",
+    "WS_PER_MESSAGE_DEFLATE", "HTTP2_FASTPATH",
 })
 # Not worker options: read by the build (setup.py) and on import (asgi_worker/_build.py).
 BUILD_ENV = frozenset({"BUILD", "MYPYC_MODULES", "PURE"})

@@ -450,18 +450,22 @@ def _h2load(url: str, requests: int) -> str:
 
 
 @needs_http2_settings
-@pytest.mark.parametrize("transport", ["h2c", "tls"])
+@pytest.mark.parametrize(("transport", "fastpath"), [("h2c", "on"), ("tls", "on"),
+                                                     ("h2c", "off"), ("tls", "off")])
 def test_h2load_gets_every_answer(start_server, worker_class, certificate,  # type: ignore[no-untyped-def]
-                                  transport: str) -> None:
+                                  transport: str, fastpath: str) -> None:
     """A real HTTP/2 client under load: every request answered 2xx, over h2c prior knowledge
-    and over TLS with ALPN h2."""
+    and over TLS with ALPN h2; with the fast path (http2/fastpath.py) and with every frame on
+    h2's public API (``ASGI_WORKER_HTTP2_FASTPATH=off``, what an unchecked h2 release gets)."""
+    env = {"ASGI_WORKER_HTTP2_FASTPATH": fastpath}
     if transport == "tls":
         cert, key = certificate
         srv = start_server("tests.apps.http2:app", "--certfile", str(cert), "--keyfile",
-                           str(key), "--http-protocols", "h2,h1", worker=worker_class)
+                           str(key), "--http-protocols", "h2,h1", worker=worker_class, env=env)
         url = f"https://127.0.0.1:{srv.port}/"
     else:
-        srv = _h2c(start_server, worker_class)
+        srv = start_server("tests.apps.http2:app", "--http-protocols", "h2,h1",
+                           "--http2-cleartext", "prior-knowledge", worker=worker_class, env=env)
         url = f"{srv.url}/"
     summary = _h2load(url, 4000)
     assert "Application protocol: h2" in summary, summary  # h2c, or h2 by ALPN
@@ -469,3 +473,4 @@ def test_h2load_gets_every_answer(start_server, worker_class, certificate,  # ty
                      r"0 failed, 0 errored, 0 timeout", summary), summary
     assert re.search(r"status codes: 4000 2xx", summary), summary
     assert "Traceback" not in srv.log()
+

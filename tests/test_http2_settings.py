@@ -103,3 +103,20 @@ def test_http2_without_the_h2_package_says_what_to_install(
     with pytest.raises(SettingsError, match=r"pip install 'asgi-worker\[http2\]'"):
         settings_module.from_cfg(cfg, parser="httptools", max_requests=0)
 
+
+
+@pytest.mark.parametrize(("value", "expected"), [("on", True), ("off", False), (None, True)])
+def test_the_http2_fast_path_option(monkeypatch: pytest.MonkeyPatch, value: str | None,
+                                    expected: bool) -> None:
+    if value is None:
+        monkeypatch.delenv("ASGI_WORKER_HTTP2_FASTPATH", raising=False)
+    else:
+        monkeypatch.setenv("ASGI_WORKER_HTTP2_FASTPATH", value)
+    settings = settings_module.from_cfg(Config(), parser="httptools", max_requests=0)
+    assert settings.http2_fastpath is expected
+
+
+def test_a_bad_http2_fast_path_value_stops_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASGI_WORKER_HTTP2_FASTPATH", "maybe")
+    with pytest.raises(SettingsError, match="ASGI_WORKER_HTTP2_FASTPATH='maybe'"):
+        settings_module.from_cfg(Config(), parser="httptools", max_requests=0)

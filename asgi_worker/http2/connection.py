@@ -127,7 +127,9 @@ class H2Connection(asyncio.Protocol):
         # applies from the first HEADERS, not only once SETTINGS is acked.
         conn.encoder = CachingEncoder()
         conn.decoder = CachingDecoder(settings.http2_max_header_list_size)
-        self.fast = available(conn)  # fastpath.py: h2 has the internals it calls
+        # fastpath.py, where h2 is a version it was checked against and has the internals it
+        # calls; ASGI_WORKER_HTTP2_FASTPATH=off keeps every frame on h2's public API.
+        self.fast = settings.http2_fastpath and available(conn)
 
     def start(self, data: bytes, upgrade: tuple[bytes, RequestCycle] | None = None) -> None:
         """Take over the transport from the HTTP/1.1 connection; ``data`` was read already.

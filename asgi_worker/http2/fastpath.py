@@ -37,6 +37,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+import h2
 import h2.connection
 import h2.exceptions
 import h2.stream
@@ -77,8 +78,26 @@ _CONN_SEND_HEADERS = _by_state(_conn_transitions, _CONN_INPUTS.SEND_HEADERS, id)
 _CONN_SEND_DATA = _by_state(_conn_transitions, _CONN_INPUTS.SEND_DATA, id)
 
 
+# h2 releases whose internals the fast path was read against and tested with; another
+# release takes h2's public API for every frame (slower, never wrong) until checked.
+CHECKED_H2 = ((4, 4),)
+
+
+def _h2_release() -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in str(h2.__version__).split(".")[:2])
+    except ValueError:
+        return ()
+
+
+H2_CHECKED = _h2_release() in CHECKED_H2
+
+
 def available(conn: h2.connection.H2Connection) -> bool:
-    """h2 has the internals the fast path calls (checked once per connection)."""
+    """h2 is a checked release and has the internals the fast path calls (once per
+    connection)."""
+    if not H2_CHECKED:
+        return False
     buffer = getattr(conn, "incoming_buffer", None)
     stream_class = h2.stream.H2Stream
     machine_class = h2.stream.H2StreamStateMachine
