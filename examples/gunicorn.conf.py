@@ -110,6 +110,7 @@ raw_env = [
     "ASGI_WORKER_WS_PING_TIMEOUT=20",  # seconds to wait for the pong before closing
     "ASGI_WORKER_WS_MAX_MESSAGE_SIZE=16777216",  # bytes; larger messages close with 1009
     "ASGI_WORKER_WS_PER_MESSAGE_DEFLATE=on",  # permessage-deflate compression: on | off
+    "ASGI_WORKER_HTTP2_FASTPATH=on",  # HTTP/2 fast path (h2 4.4); off: h2's public API only
 ]
 # A mount point set by the proxy (the app sees it as scope["root_path"]):
 root_path_from_env = os.environ.get("SCRIPT_NAME", "")
