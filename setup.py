@@ -42,6 +42,7 @@ COMPILED = [
     "asgi_worker/http/negotiate.py",
     "asgi_worker/http2/connection.py",
     "asgi_worker/http2/fastpath.py",
+    "asgi_worker/http2/request.py",
     "asgi_worker/http2/stream.py",
     "asgi_worker/accessformat.py",
     "asgi_worker/accesslog.py",

@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -93,12 +94,18 @@ async def run_load(port: int, connections: int = 64, duration: float = 8.0,
     """
     result = LoadResult()
     deadline = time.monotonic() + duration
-    clients = asyncio.gather(*(_connection(port, path, deadline, max_requests, result)
-                               for _ in range(connections)))
+    await drive(asyncio.gather(*(_connection(port, path, deadline, max_requests, result)
+                                 for _ in range(connections))), result, until)
+    return result
+
+
+async def drive(clients: asyncio.Future[Any], result: LoadResult,
+                until: Callable[[LoadResult], bool] | None) -> None:
+    """Wait for ``clients``; with ``until``, tell them to stop (``result.done``) as soon as
+    ``until(result)`` holds, checked every 0.1 s."""
     while until is not None and not clients.done():
         if until(result):
             result.done = True
             break
         await asyncio.sleep(0.1)
     await clients
-    return result

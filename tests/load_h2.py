@@ -21,7 +21,7 @@ import h2.events
 import h2.exceptions
 
 from tests.h2frames import whole_frames
-from tests.load import LoadResult
+from tests.load import LoadResult, drive
 
 IN_FLIGHT = 4  # streams per connection
 
@@ -108,12 +108,6 @@ async def run_h2_load(port: int, connections: int = 16, duration: float = 8.0,
     result = LoadResult()
     retries: list[int] = []
     deadline = time.monotonic() + duration
-    clients = asyncio.gather(*(_connection(port, path, deadline, result, retries)
-                               for _ in range(connections)))
-    while until is not None and not clients.done():
-        if until(result):
-            result.done = True
-            break
-        await asyncio.sleep(0.1)
-    await clients
+    await drive(asyncio.gather(*(_connection(port, path, deadline, result, retries)
+                                 for _ in range(connections))), result, until)
     return result, len(retries)

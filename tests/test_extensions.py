@@ -26,6 +26,7 @@ import pytest
 
 from tests.conftest import WORKERS, GunicornServer
 from tests.rawhttp import Conn, connect, exchange, read_response, read_until_close, status_of
+from tests.waiting import wait_until
 
 APP = "tests.apps.extensions:app"
 ALL = {"http.response.pathsend", "http.response.zerocopysend", "http.response.early_hint",
@@ -430,10 +431,7 @@ def test_max_requests_drain_finishes_a_download_in_flight(
         server.wait_for_log(r"max_requests")
         data = first + read_until_close(Conn(sock), timeout=30)
         assert len(data.partition(b"\r\n\r\n")[2]) == 64 << 20
-        deadline = time.monotonic() + 20
-        while pid in server.worker_pids() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert pid not in server.worker_pids()
+        assert wait_until(lambda: pid not in server.worker_pids(), 20)
     finally:
         server.stop()
 

@@ -24,6 +24,7 @@ from gunicorn.config import Config
 from tests.conftest import WORKERS, GunicornServer
 from tests.h2frames import whole_frames
 from tests.test_extensions import make_files, q
+from tests.waiting import wait_until
 
 try:
     import h2.config
@@ -545,10 +546,7 @@ def test_max_requests_drain_finishes_a_download_in_flight(
         client.read(lambda: client.goaway)
         assert client.goaway
         client.close()
-        deadline = time.monotonic() + 20
-        while pid in server.worker_pids() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert pid not in server.worker_pids()
+        assert wait_until(lambda: pid not in server.worker_pids(), 20)
     finally:
         server.stop()
 

@@ -10,6 +10,7 @@ import asyncio
 import signal
 import threading
 from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 
@@ -18,12 +19,13 @@ from tests.load import LoadResult, run_load
 # Load tests: CI runs them once, on the compiled build (-m 'not slow' for the pure one).
 pytestmark = pytest.mark.slow
 
+T = TypeVar("T")
+
 LOAD_BOUND = 90.0  # seconds: only a machine far slower than any we know gets near it
 
 
-def _load_with(port: int, until: Callable[[LoadResult], bool], action, interval: float  # type: ignore[no-untyped-def]
-               ) -> LoadResult:
-    """Run the load until ``until(result)``; call ``action()`` every ``interval`` seconds."""
+def _while_repeating(action, interval: float, load: Callable[[], T]) -> T:  # type: ignore[no-untyped-def]
+    """Run ``load()``; meanwhile call ``action()`` (if any) every ``interval`` seconds."""
     stop = threading.Event()
 
     def repeat() -> None:
@@ -34,11 +36,18 @@ def _load_with(port: int, until: Callable[[LoadResult], bool], action, interval:
     if action is not None:
         thread.start()
     try:
-        return asyncio.run(run_load(port, connections=64, duration=LOAD_BOUND, until=until))
+        return load()
     finally:
         stop.set()
         if action is not None:
             thread.join(5)
+
+
+def _load_with(port: int, until: Callable[[LoadResult], bool], action, interval: float  # type: ignore[no-untyped-def]
+               ) -> LoadResult:
+    """Run the load until ``until(result)``; call ``action()`` every ``interval`` seconds."""
+    return _while_repeating(action, interval, lambda: asyncio.run(
+        run_load(port, connections=64, duration=LOAD_BOUND, until=until)))
 
 
 def test_max_requests_recycling_loses_nothing(start_server, worker_class) -> None:  # type: ignore[no-untyped-def]
@@ -104,21 +113,8 @@ def _h2_load_with(port: int, until: Callable[[LoadResult], bool], action,  # typ
                   interval: float) -> tuple[LoadResult, int]:
     from tests.load_h2 import run_h2_load
 
-    stop = threading.Event()
-
-    def repeat() -> None:
-        while not stop.wait(interval):
-            action()
-
-    thread = threading.Thread(target=repeat, daemon=True)
-    if action is not None:
-        thread.start()
-    try:
-        return asyncio.run(run_h2_load(port, connections=16, duration=LOAD_BOUND, until=until))
-    finally:
-        stop.set()
-        if action is not None:
-            thread.join(5)
+    return _while_repeating(action, interval, lambda: asyncio.run(
+        run_h2_load(port, connections=16, duration=LOAD_BOUND, until=until)))
 
 
 def _h2c_server(start_server, worker_class, *args: str):  # type: ignore[no-untyped-def]

@@ -12,7 +12,6 @@ Gunicorn's operational model: GOAWAY on drain, ``keepalive`` idle close, per-str
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 import types
 from typing import TYPE_CHECKING, Any
@@ -22,7 +21,6 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
-import h2.utilities
 from hyperframe.frame import GoAwayFrame
 
 from ..http.cycle import RequestCycle
@@ -36,7 +34,7 @@ from .fastpath import (
 )
 from .fastpath import send_response as fast_response
 from .hpack_cache import CachingDecoder, CachingEncoder
-from .limits import request_limits_error
+from .request import REQUEST_FLAGS, TRAILER_FLAGS, malformed, read_head
 from .stream import H2Stream
 from .websocket import H2WebSocket, open_websocket
 
@@ -56,14 +54,6 @@ FLOOD_LIMIT = 1000
 # http2_max_concurrent_streams (a legitimate client cancels a page's requests at most).
 RESET_FACTOR = 2
 _ERRORS = (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError, KeyError)
-# h2's own rules for inbound header blocks (RFC 9113 section 8.2/8.3), run by this module
-# rather than inside h2 so that a request's header list seen before on the connection is not
-# checked again (see _valid_headers).
-_REQUEST_FLAGS = h2.utilities.HeaderValidationFlags(
-    is_client=False, is_trailer=False, is_response_header=False, is_push_promise=False)
-_TRAILER_FLAGS = _REQUEST_FLAGS._replace(is_trailer=True)
-_MAX_VALID = 16  # header lists remembered as valid, per connection
-_MAX_VALID_BYTES = 4096  # ... of at most this many bytes of names and values
 
 
 # h2's ``logger``: h2 calls it about ten times per request; its default, a Python no-op
@@ -259,8 +249,10 @@ class H2Connection(asyncio.Protocol):
                         return False
             elif kind is h2.events.TrailersReceived:
                 stream_id = event.stream_id  # type: ignore[attr-defined]
-                if not self._valid_headers(event.headers, _TRAILER_FLAGS, False):  # type: ignore[attr-defined]
-                    self._malformed(stream_id)
+                reason = malformed(self.valid_headers, event.headers,  # type: ignore[attr-defined]
+                                   TRAILER_FLAGS, None)
+                if reason:
+                    self._malformed(stream_id, reason)
             elif kind is h2.events.WindowUpdated:
                 self._window_opened(event.stream_id)  # type: ignore[attr-defined]
             elif kind is h2.events.RemoteSettingsChanged:
@@ -332,53 +324,21 @@ class H2Connection(asyncio.Protocol):
 
     def _on_request(self, stream_id: int, request_headers: list[Any], ended: bool) -> None:
         try:
-            valid = self._valid_headers(request_headers, _REQUEST_FLAGS, True)
+            reason = malformed(self.valid_headers, request_headers, REQUEST_FLAGS, self.settings)
         except RequestError as exc:  # over a limit_request_* setting (limits.py)
             if self.goaway_sent:
                 self.reset(stream_id, _REFUSED_STREAM)
             else:
                 self.refuse(stream_id, exc.status, exc.detail)
             return
-        if not valid:
-            self._malformed(stream_id)
+        if reason:
+            self._malformed(stream_id, reason)
             return
         if self.goaway_sent:
             self.reset(stream_id, _REFUSED_STREAM)  # after our GOAWAY: the client retries
             return
-        method = path = authority = protocol = b""
-        headers: list[tuple[bytes, bytes]] = []
-        forwarded = expect_100 = False
-        cookies: list[bytes] | None = None
-        names = self.forwarded_names
-        for name, value in request_headers:
-            if name[0] == 58:  # b":"
-                if name == b":method":
-                    method = value
-                elif name == b":path":
-                    path = value
-                elif name == b":authority":
-                    authority = value
-                elif name == b":protocol":
-                    protocol = value
-                continue
-            if name == b"host":
-                if authority:
-                    continue
-            elif name == b"cookie":  # RFC 9113 section 8.2.3: split fields are joined
-                if cookies is None:
-                    cookies = [value]
-                else:
-                    cookies.append(value)
-                continue
-            elif name == b"expect":
-                expect_100 = value.lower() == b"100-continue"
-            elif name in names:
-                forwarded = True
-            headers.append((name, value))
-        if cookies is not None:
-            headers.append((b"cookie", b"; ".join(cookies)))
-        if authority:
-            headers.insert(0, (b"host", authority))
+        method, path, protocol, headers, forwarded, expect_100 = read_head(
+            request_headers, self.forwarded_names)
         if method == b"CONNECT":
             open_websocket(self, stream_id, protocol, path, headers, forwarded, ended)
             return
@@ -396,32 +356,9 @@ class H2Connection(asyncio.Protocol):
             cycle.start_time = time.time()
         self._start_stream(stream, cycle)
 
-    def _valid_headers(self, headers: Any, flags: Any, remember: bool) -> bool:
-        """h2's checks of an inbound header block, skipped for a request's list already found
-        valid on this connection (a repeated block decodes to the same fields: hpack_cache).
-        A request's list over Gunicorn's limits raises its ``RequestError`` (limits.py)."""
-        key = tuple(headers or ())
-        known = self.valid_headers
-        if key in known:
-            return True
-        try:
-            for _ in h2.utilities.validate_headers(key, flags):
-                pass
-        except h2.exceptions.ProtocolError as exc:
-            self.log.debug("Malformed HTTP/2 request from %s: %s", self.origin.peer(), exc)
-            return False
-        if remember:
-            error = request_limits_error(key, self.settings)
-            if error is not None:
-                raise error
-        if remember and sum(map(len, itertools.chain.from_iterable(key))) <= _MAX_VALID_BYTES:
-            if len(known) >= _MAX_VALID:
-                known.clear()
-            known.add(key)
-        return True
-
-    def _malformed(self, stream_id: int) -> None:
+    def _malformed(self, stream_id: int, reason: str) -> None:
         """RFC 9113 section 8.1.1: a malformed request is a stream error (PROTOCOL_ERROR)."""
+        self.log.debug("Malformed HTTP/2 request from %s: %s", self.origin.peer(), reason)
         stream = self.streams.pop(stream_id, None)
         self.reset(stream_id, _PROTOCOL_ERROR)
         if stream is not None:

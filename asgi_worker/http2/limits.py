@@ -12,7 +12,7 @@ block a server will not process); the connection and its other streams go on. Gu
 HTTP/2 resets such a stream (PROTOCOL_ERROR) instead, and counts a field without its CRLF.
 
 The check runs once per distinct header list on a connection: the connection remembers a list
-that passed h2's checks and these (http2/connection.py, ``_valid_headers``).
+that passed h2's checks and these (http2/request.py, ``malformed``).
 """
 
 from __future__ import annotations
